@@ -1,0 +1,216 @@
+import AMQP
+import Foundation
+import Testing
+
+/// Publishing, consuming, dead-lettering and counting against the real broker.
+extension BrokerSuite {
+    @Suite("AMQP against the real RabbitMQ")
+    struct BrokerRoundTripTests {
+        @Test("a confirmed publish then consume keeps the body and every property")
+        func roundTripKeepsBodyAndProperties() async throws {
+            let connection = try await TestBroker.connect()
+            let queue = TestBroker.uniqueName("roundtrip")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            let body = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            let headers: AMQPTable = [
+                "x-schema-version": .int32(1), "x-migration-id": .string("mig-42"), "x-attempt": .int64(3),
+                "flag": .bool(true), "ratio": .double(0.25), "raw": .bytes([0, 1, 2, 255]),
+                "nested": .table(["list": .array([.string("a"), .int64(-7)])]),
+            ]
+            let properties = AMQPProperties(
+                contentType: "application/x-protobuf", headers: headers, persistent: true, correlationId: "batch-7",
+                replyTo: "jsm.results", messageId: "msg-1", timestamp: 1_764_000_000, type: "MigrateIdentities",
+                appId: "jsm-migrate")
+            try await connection.publish(OutboundMessage(routingKey: queue, body: body, properties: properties))
+
+            let collector = DeliveryCollector(try await connection.consume(queue: queue, prefetch: 10))
+            let delivery = try #require(try await collector.waitFor(1).first)
+            #expect(delivery.body == body)
+            #expect(delivery.properties == properties)
+            #expect(delivery.routingKey == queue)
+            #expect(delivery.exchange == "")
+            #expect(!delivery.redelivered)
+            collector.stop()
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
+        @Test("a mandatory message that no queue takes fails the publish as unroutable")
+        func unroutableMandatoryMessageFails() async throws {
+            let connection = try await TestBroker.connect()
+            let error = await #expect(throws: AMQPError.self) {
+                try await connection.publish(OutboundMessage(routingKey: TestBroker.uniqueName("nowhere"), body: [1]))
+            }
+            #expect(error?.code == .unroutable)
+            #expect(error?.replyCode == 312)
+            // The connection is still usable afterwards.
+            let queue = TestBroker.uniqueName("after-return")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            try await connection.publish(OutboundMessage(routingKey: queue, body: [2]))
+            #expect(try await connection.queueCounts(queue).ready == 1)
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
+        @Test("a nack without requeue lands in the dead-letter queue with its x-death header")
+        func nackWithoutRequeueIsDeadLettered() async throws {
+            let connection = try await TestBroker.connect()
+            let work = TestBroker.uniqueName("work")
+            let deadExchange = TestBroker.uniqueName("dlx")
+            let dead = TestBroker.uniqueName("dead")
+            try await connection.declare(
+                AMQPTopology(
+                    exchanges: [ExchangeSpec(name: deadExchange, kind: .fanout, durable: false)],
+                    queues: [
+                        QueueSpec(name: work, deadLetterExchange: deadExchange, extraArguments: TestBroker.expiry),
+                        QueueSpec(name: dead, extraArguments: TestBroker.expiry),
+                    ],
+                    bindings: [BindingSpec(queue: dead, exchange: deadExchange, routingKey: "")]))
+            try await connection.publish(
+                OutboundMessage(
+                    routingKey: work, body: Array("poison".utf8), properties: AMQPProperties(messageId: "poison-1")))
+
+            let rejecting = DeliveryCollector(try await connection.consume(queue: work)) { _ in .nackDiscard }
+            _ = try await rejecting.waitFor(1)
+            let parked = DeliveryCollector(try await connection.consume(queue: dead))
+            let deadLettered = try #require(try await parked.waitFor(1).first)
+            #expect(deadLettered.body == Array("poison".utf8))
+            #expect(deadLettered.properties.messageId == "poison-1")
+            guard case .array(let deaths)? = deadLettered.properties.headers["x-death"],
+                case .table(let death)? = deaths.first
+            else {
+                Issue.record("no x-death header in \(deadLettered.properties.headers)")
+                return
+            }
+            #expect(death["queue"]?.stringValue == work)
+            #expect(death["reason"]?.stringValue == "rejected")
+            #expect(death["count"]?.intValue == 1)
+            rejecting.stop()
+            parked.stop()
+            for queue in [work, dead] { try await connection.deleteQueue(queue) }
+            try await connection.deleteExchange(deadExchange)
+            await connection.close()
+        }
+
+        @Test("exhausting a quorum queue's delivery limit dead-letters the message instead of dropping it")
+        func deliveryLimitDeadLetters() async throws {
+            let connection = try await TestBroker.connect()
+            let work = TestBroker.uniqueName("limited")
+            let deadExchange = TestBroker.uniqueName("limit-dlx")
+            let dead = TestBroker.uniqueName("limit-dead")
+            try await connection.declare(
+                AMQPTopology(
+                    exchanges: [ExchangeSpec(name: deadExchange, kind: .fanout, durable: false)],
+                    queues: [
+                        QueueSpec(
+                            name: work, deadLetterExchange: deadExchange, deliveryLimit: 2,
+                            extraArguments: TestBroker.expiry),
+                        QueueSpec(name: dead, extraArguments: TestBroker.expiry),
+                    ],
+                    bindings: [BindingSpec(queue: dead, exchange: deadExchange, routingKey: "")]))
+            try await connection.publish(OutboundMessage(routingKey: work, body: Array("flaky".utf8)))
+
+            // Requeue every time: the broker must stop after the limit and dead-letter the message.
+            let requeueing = DeliveryCollector(try await connection.consume(queue: work)) { _ in .nackRequeue }
+            let parked = DeliveryCollector(try await connection.consume(queue: dead))
+            let deadLettered = try #require(try await parked.waitFor(1).first)
+            #expect(deadLettered.body == Array("flaky".utf8))
+            #expect(requeueing.deliveries.count == 3, "first delivery plus two redeliveries")
+            let redeliveries = requeueing.deliveries.dropFirst()
+            #expect(redeliveries.allSatisfy { $0.redelivered })
+            guard case .array(let deaths)? = deadLettered.properties.headers["x-death"],
+                case .table(let death)? = deaths.first
+            else {
+                Issue.record("no x-death header")
+                return
+            }
+            #expect(death["reason"]?.stringValue == "delivery_limit")
+            #expect(try await connection.queueCounts(work).ready == 0)
+            requeueing.stop()
+            parked.stop()
+            for queue in [work, dead] { try await connection.deleteQueue(queue) }
+            try await connection.deleteExchange(deadExchange)
+            await connection.close()
+        }
+
+        @Test("passive-declare counts match rabbitmqctl list_queues")
+        func passiveDeclareCountsMatchRabbitmqctl() async throws {
+            let connection = try await TestBroker.connect()
+            let queue = TestBroker.uniqueName("counted")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            try await connection.publish(numberedMessages(37, queue: queue))
+            var counts = try await connection.queueCounts(queue)
+            #expect(counts == QueueCounts(ready: 37, consumers: 0))
+            try await eventually("rabbitmqctl to report 37 ready") {
+                try TestBroker.readyCountFromRabbitmqctl(queue) == 37
+            }
+
+            // With a consumer holding 5 unacked messages, "ready" excludes them on both sides.
+            let holding = try await connection.consume(queue: queue, prefetch: 5)
+            try await eventually("5 messages to be delivered and held") {
+                counts = try await connection.queueCounts(queue)
+                return counts.ready == 32 && counts.consumers == 1
+            }
+            try await eventually("rabbitmqctl to report 32 ready") {
+                try TestBroker.readyCountFromRabbitmqctl(queue) == 32
+            }
+            holding.cancel()
+            try await eventually("the held messages to return") { try await connection.queueCounts(queue).ready == 37 }
+            #expect(try await connection.queueCounts(queue).consumers == 0)
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
+        @Test("a passive declare of a missing queue fails with 404 and the connection carries on")
+        func missingQueueIs404() async throws {
+            let connection = try await TestBroker.connect()
+            let error = await #expect(throws: AMQPError.self) {
+                _ = try await connection.queueCounts(TestBroker.uniqueName("missing"))
+            }
+            #expect(error?.code == .channelClosed)
+            #expect(error?.replyCode == 404)
+            let queue = TestBroker.uniqueName("present")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            #expect(try await connection.queueCounts(queue).ready == 0)
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
+        @Test("acks from many concurrent handlers settle every delivery exactly once")
+        func concurrentAcksSettleEverything() async throws {
+            let connection = try await TestBroker.connect()
+            let queue = TestBroker.uniqueName("acks")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            try await connection.publish(numberedMessages(2_000, queue: queue))
+            let consumer = try await connection.consume(queue: queue, prefetch: 200)
+            // Settle out of order from a task group, as a worker with concurrency > 1 does.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var received = 0
+                for try await delivery in consumer {
+                    group.addTask {
+                        try await Task.sleep(for: .microseconds(Int.random(in: 0...500)))
+                        delivery.ack()
+                    }
+                    received += 1
+                    if received == 2_000 { break }
+                }
+                try await group.waitForAll()
+            }
+            // Cancelling hands back anything not acked; nothing may come back.
+            consumer.cancel()
+            try await eventually("the consumer to be gone") { try await connection.queueCounts(queue).consumers == 0 }
+            #expect(try await connection.queueCounts(queue).ready == 0)
+            let probe = DeliveryCollector(try await connection.consume(queue: queue))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(probe.deliveries.count == 0, "no delivery may come back")
+            probe.stop()
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+    }
+}
