@@ -43,10 +43,20 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict
         ),
+        // Producer, workers and aggregator: the migration over AMQP.
+        .target(
+            name: "JSMServices",
+            dependencies: [
+                "AMQP", "JSMDomain", "JSMContracts",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "jsm-migrate",
             dependencies: [
-                "AMQP", "JSMDomain", "JSMContracts",
+                "AMQP", "JSMDomain", "JSMContracts", "JSMServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -61,6 +71,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "CLITests", dependencies: ["jsm-migrate"], swiftSettings: strict),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP"], swiftSettings: strict),
         .testTarget(name: "JSMDomainTests", dependencies: ["JSMDomain"], swiftSettings: strict),
         .testTarget(name: "JSMContractsTests", dependencies: ["JSMContracts"], swiftSettings: strict),

@@ -73,7 +73,9 @@ enum TestBroker {
             ["list_queues", "-q", "--no-table-headers", "name"] + columns)
         for line in listing.split(separator: "\n") {
             let fields = line.split(separator: "\t")
-            if fields.count == columns.count + 1, fields[0] == queue { return fields.dropFirst().compactMap { Int($0) } }
+            if fields.count == columns.count + 1, fields[0] == queue {
+                return fields.dropFirst().compactMap { Int($0) }
+            }
         }
         return nil
     }

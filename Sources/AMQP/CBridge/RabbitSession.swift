@@ -95,6 +95,10 @@ final class RabbitSession {
             return AMQPError(.tlsFailed, "the certificate of \(endpoint) does not name that host: \(reason)")
         case AMQP_STATUS_TIMEOUT.rawValue:
             return AMQPError(.unreachable, "timed out connecting to \(endpoint)\(tls ? " (TCP or TLS handshake)" : "")")
+        case AMQP_STATUS_SOCKET_ERROR.rawValue:
+            return AMQPError(
+                .unreachable,
+                "cannot connect to \(endpoint): \(reason) (nothing listening, or the connection was refused or reset)")
         default:
             return AMQPError(.unreachable, "cannot connect to \(endpoint): \(reason)")
         }
