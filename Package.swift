@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["jsm-migrate"], swiftSettings: strict),
         .testTarget(name: "AMQPTests", dependencies: ["AMQP"], swiftSettings: strict),
         .testTarget(name: "JSMDomainTests", dependencies: ["JSMDomain"], swiftSettings: strict),
-        .testTarget(name: "JSMContractsTests", dependencies: ["JSMContracts"], swiftSettings: strict),
+        .testTarget(name: "JSMContractsTests", dependencies: ["JSMContracts", "JSMDomain"], swiftSettings: strict),
         .testTarget(
             name: "AMQPIntegrationTests",
             dependencies: ["AMQP", .product(name: "Logging", package: "swift-log")],

@@ -85,7 +85,8 @@ struct AMQPBenchmark: AsyncParsableCommand {
                 let first = sent
                 group.addTask {
                     let messages = (first..<first + chunk).map { index in
-                        OutboundMessage(routingKey: queue, body: body, properties: AMQPProperties(messageId: "b-\(index)"))
+                        OutboundMessage(
+                            routingKey: queue, body: body, properties: AMQPProperties(messageId: "b-\(index)"))
                     }
                     try await connection.publish(messages)
                 }

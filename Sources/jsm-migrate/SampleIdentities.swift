@@ -15,30 +15,17 @@ struct SampleIdentities {
     let count: Int
     let seed: UInt64
 
-    /// SplitMix64: small, seedable and good enough to spread sample data.
-    private struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
-
     func make() -> [ServerIdentity] {
-        var random = Generator(state: seed)
+        var random = SplitMix64(seed: seed)
         var identities: [ServerIdentity] = []
         identities.reserveCapacity(count)
         for index in 0..<count {
             let key = "JIRAUSER\(100_000 + index)"
             let name = "user\(index)"
-            let roll = random.below(100)
-            let disabled = random.below(50) == 0
+            let roll = Int.random(in: 0..<100, using: &random)
+            let disabled = Int.random(in: 0..<50, using: &random) == 0
             var email = "\(name)@example.com"
-            if random.below(20) == 0 { email = "  \(name.uppercased())@Example.COM " }
+            if Int.random(in: 0..<20, using: &random) == 0 { email = "  \(name.uppercased())@Example.COM " }
             func identity(_ kind: IdentityKind, email: String?, active: Bool = true) -> ServerIdentity {
                 ServerIdentity(
                     userKey: key, userName: name, displayName: "Sample User \(index)", rawEmail: email,
@@ -51,16 +38,18 @@ struct SampleIdentities {
             case 86..<91: identities.append(.deleted(userKey: key, userName: name))
             case 91..<94: identities.append(identity(.inactiveDirectory, email: email))
             case 94..<97:
-                let bad = [nil, "not-an-email", String(repeating: "x", count: 65) + "@example.com"][random.below(3)]
+                let bad = [nil, "not-an-email", String(repeating: "x", count: 65) + "@example.com"][
+                    Int.random(in: 0..<3, using: &random)]
                 identities.append(identity(.customer, email: bad))
             default:
                 guard index > 0 else {
                     identities.append(identity(.customer, email: email))
                     continue
                 }
-                let earlier = random.below(index)
+                let earlier = Int.random(in: 0..<index, using: &random)
                 let shared = "USER\(earlier)@EXAMPLE.com"
-                identities.append(identity(random.below(2) == 0 ? .customer : .licensedUser, email: shared))
+                identities.append(
+                    identity(Int.random(in: 0..<2, using: &random) == 0 ? .customer : .licensedUser, email: shared))
             }
         }
         return identities

@@ -1,4 +1,5 @@
 import JSMContracts
+import JSMDomain
 import SwiftProtobuf
 import Testing
 
