@@ -24,6 +24,11 @@ public final class AMQPConnection: Sendable {
         self.mailbox = mailbox
     }
 
+    /// A connection nobody holds any more ends its thread; consumers finish and pending publishes fail.
+    deinit {
+        mailbox.submit(.close(nil))
+    }
+
     /// Connects and logs in. Fails fast, with an error naming the cause, when the broker is
     /// unreachable, refuses the credentials or the TLS handshake fails; reconnection applies only
     /// to a connection that was once established.

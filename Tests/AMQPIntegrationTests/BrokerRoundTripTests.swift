@@ -180,6 +180,24 @@ extension BrokerSuite {
             await connection.close()
         }
 
+        @Test("a connection nobody holds any more closes itself and leaves the broker")
+        func droppedConnectionCloses() async throws {
+            let name = TestBroker.uniqueName("dropped")
+            func listed() throws -> Bool {
+                try TestBroker.rabbitmqctl("list_connections", "-q", "--no-table-headers", "client_properties")
+                    .contains(name)
+            }
+            do {
+                let connection = try await TestBroker.connect { $0.connectionName = name }
+                try await eventually("the broker to list the connection") { try listed() }
+                let queue = TestBroker.uniqueName("dropped-queue")
+                try await connection.declare(
+                    AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+                try await connection.deleteQueue(queue)
+            }
+            try await eventually("the broker to forget the connection") { try !listed() }
+        }
+
         @Test("acks from many concurrent handlers settle every delivery exactly once")
         func concurrentAcksSettleEverything() async throws {
             let connection = try await TestBroker.connect()

@@ -162,7 +162,7 @@ final class ConnectionLoop {
     private func handle(_ command: Command) {
         switch command {
         case .close(let continuation):
-            closeContinuation = continuation
+            if let continuation { closeContinuation = continuation }
             finish(nil)
         case .cancelConsumer(let id):
             cancelConsumer(id)

@@ -12,7 +12,8 @@ enum Command: Sendable {
     case publish([OutboundMessage], CheckedContinuation<Void, any Error>)
     case consume(ConsumerRequest, CheckedContinuation<Void, any Error>)
     case cancelConsumer(Int)
-    case close(CheckedContinuation<Void, Never>)
+    /// Ends the connection; the continuation, if any, resumes once the thread has finished.
+    case close(CheckedContinuation<Void, Never>?)
 
     /// Answers the request with an error; used when the connection is gone for good.
     func fail(_ error: AMQPError) {
@@ -27,7 +28,7 @@ enum Command: Sendable {
             request.deliveries.finish(throwing: error)
             c.resume(throwing: error)
         case .cancelConsumer: break
-        case .close(let c): c.resume()
+        case .close(let c): c?.resume()
         }
     }
 }
