@@ -36,6 +36,29 @@ extension BrokerSuite {
             await connection.close()
         }
 
+        @Test("a publish to a missing exchange fails with 404 while other publishes in flight still land")
+        func missingExchangeFailsOnlyItsPublish() async throws {
+            let connection = try await TestBroker.connect()
+            let queue = TestBroker.uniqueName("beside-404")
+            let missing = TestBroker.uniqueName("no-such-exchange")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            let good = Task { try await connection.publish(numberedMessages(300, queue: queue, tag: "good")) }
+            let bad = Task {
+                try await connection.publish(OutboundMessage(exchange: missing, routingKey: "x", body: [1]))
+            }
+            let badError = await #expect(throws: AMQPError.self) { try await bad.value }
+            #expect(badError?.replyCode == 404)
+            #expect(badError?.replyText?.contains(missing) == true)
+            try await good.value
+            let collector = DeliveryCollector(try await connection.consume(queue: queue, prefetch: 100))
+            let ids = Set(try await collector.waitFor(300).compactMap(\.properties.messageId))
+            #expect(ids == Set((0..<300).map { "good-\($0)" }))
+            collector.stop()
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
         @Test("a mandatory message that no queue takes fails the publish as unroutable")
         func unroutableMandatoryMessageFails() async throws {
             let connection = try await TestBroker.connect()

@@ -346,8 +346,12 @@ final class ConnectionLoop {
     private func publishChannelClosed(replyCode: UInt16, replyText: String) {
         publishOpen = false
         let unconfirmed = window.reset()
-        let culprit = replyText.split(separator: "'").dropFirst().first.map(String.init)
         let error = AMQPError(.channelClosed, "publishing failed", replyCode: replyCode, replyText: replyText)
+        // 404 names the missing exchange ("no exchange 'x' in vhost '/'"). When no unconfirmed message
+        // targets the exchange named, the culprit is unknown and every unconfirmed message fails:
+        // resending them could close the channel again, forever.
+        let named = replyText.split(separator: "'").dropFirst().first.map(String.init)
+        let culprit = unconfirmed.contains { $0.message.exchange == named } ? named : nil
         var retry: [PendingPublish] = []
         for publish in unconfirmed {
             if culprit == nil || publish.message.exchange == culprit {
