@@ -13,11 +13,16 @@ let package = Package(
         .library(name: "AMQP", targets: ["AMQP"]),
         .library(name: "JSMDomain", targets: ["JSMDomain"]),
         .library(name: "JSMContracts", targets: ["JSMContracts"]),
+        .executable(name: "source-benchmark", targets: ["SourceBenchmark"]),
+        .library(name: "JSMSource", targets: ["JSMSource"]),
+        .library(name: "JSMSourceFixtures", targets: ["JSMSourceFixtures"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
     ],
     targets: [
         // librabbitmq (rabbitmq-c 0.11, Debian librabbitmq-dev) as a system library.
@@ -43,6 +48,39 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict
         ),
+        // The Jira Server/DC source adapter: one query logic over PostgreSQL and SQLite.
+        .target(
+            name: "JSMSource",
+            dependencies: [
+                "JSMDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // A seeded generator of realistic Jira databases, for tests, demos and benchmarks.
+        .target(
+            name: "JSMSourceFixtures",
+            dependencies: [
+                "JSMSource", "JSMDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Generates, or reads and classifies, a Jira source; prints users/s and peak RSS.
+        .executableTarget(
+            name: "SourceBenchmark",
+            dependencies: [
+                "JSMSource", "JSMSourceFixtures", "JSMDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Producer, workers and aggregator: the migration over AMQP.
         .target(
             name: "JSMServices",
@@ -56,7 +94,8 @@ let package = Package(
         .executableTarget(
             name: "jsm-migrate",
             dependencies: [
-                "AMQP", "JSMDomain", "JSMContracts", "JSMServices",
+                "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMSourceFixtures",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -67,6 +106,15 @@ let package = Package(
             dependencies: [
                 "AMQP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JSMSourceTests",
+            dependencies: [
+                "JSMSource", "JSMSourceFixtures", "JSMDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
