@@ -16,6 +16,9 @@ let package = Package(
         .executable(name: "source-benchmark", targets: ["SourceBenchmark"]),
         .library(name: "JSMSource", targets: ["JSMSource"]),
         .library(name: "JSMSourceFixtures", targets: ["JSMSourceFixtures"]),
+        .executable(name: "site-benchmark", targets: ["SiteBenchmark"]),
+        .library(name: "JSMCloud", targets: ["JSMCloud"]),
+        .library(name: "JSMCloudSite", targets: ["JSMCloudSite"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/vapor/sqlite-nio", from: "1.13.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // librabbitmq (rabbitmq-c 0.11, Debian librabbitmq-dev) as a system library.
@@ -81,6 +88,47 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The cloud-site port and its Atlassian Cloud REST adapter (AsyncHTTPClient).
+        .target(
+            name: "JSMCloud",
+            dependencies: [
+                "JSMDomain",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The local cloud site: Hummingbird application over SQLite or PostgreSQL.
+        .target(
+            name: "JSMCloudSite",
+            dependencies: [
+                "JSMDomain",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Drives creations against the site through the adapter and a raw client; prints the figures.
+        .executableTarget(
+            name: "SiteBenchmark",
+            dependencies: [
+                "JSMCloud", "JSMDomain",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Producer, workers and aggregator: the migration over AMQP.
         .target(
             name: "JSMServices",
@@ -94,8 +142,9 @@ let package = Package(
         .executableTarget(
             name: "jsm-migrate",
             dependencies: [
-                "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMSourceFixtures",
+                "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMSourceFixtures", "JSMCloudSite",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,6 +164,19 @@ let package = Package(
             dependencies: [
                 "JSMSource", "JSMSourceFixtures", "JSMDomain",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JSMCloudSiteTests",
+            dependencies: [
+                "JSMCloud", "JSMCloudSite", "JSMDomain",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

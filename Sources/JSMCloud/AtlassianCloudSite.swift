@@ -1,0 +1,363 @@
+import AsyncHTTPClient
+import Foundation
+import JSMDomain
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// The cloud-site port over Atlassian Cloud's REST API, through one shared, pooled `HTTPClient`.
+///
+/// It works the same against a real site and against `jsm-migrate cloud-site`. Creation is
+/// create-then-link: it asks the site to create, and on 409 looks the email up and links, so
+/// concurrent workers and redelivered messages converge on one account. 429 and 503 are waited
+/// out per ``ThrottleRetryPolicy``; timeouts and other 5xx answers are thrown as retriable
+/// ``CloudSiteError``s for the worker to return the batch to the queue.
+public final class AtlassianCloudSite: CloudSite {
+    /// The settings in use (the token inside is never logged).
+    public let configuration: AtlassianCloudConfiguration
+    /// What the adapter has done so far.
+    public let metrics: CloudSiteMetrics
+    private let httpClient: HTTPClient
+    private let authorization: String
+    private let host: String
+    private let logger: Logger
+
+    /// Uses an existing client, which the caller shuts down; see ``makeHTTPClient(for:)``.
+    public init(
+        configuration: AtlassianCloudConfiguration,
+        httpClient: HTTPClient,
+        metrics: CloudSiteMetrics = CloudSiteMetrics(),
+        logger: Logger = Logger(label: "jsm.cloud-site")
+    ) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.metrics = metrics
+        self.logger = logger
+        let credentials = Data("\(configuration.userEmail):\(configuration.apiToken)".utf8)
+        self.authorization = "Basic " + credentials.base64EncodedString()
+        self.host = Self.hostPart(of: configuration.baseURL)
+    }
+
+    /// An `HTTPClient` sized for the configuration: at most `maxConcurrentRequests` connections,
+    /// kept alive and reused, with the configured connect timeout; no redirects followed.
+    public static func makeHTTPClient(for configuration: AtlassianCloudConfiguration) -> HTTPClient {
+        var clientConfiguration = HTTPClient.Configuration()
+        clientConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(60),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConcurrentRequests)
+        )
+        clientConfiguration.timeout = .init(
+            connect: TimeAmount(configuration.connectTimeout),
+            read: TimeAmount(configuration.requestTimeout)
+        )
+        clientConfiguration.redirectConfiguration = .disallow
+        clientConfiguration.httpVersion = .http1Only
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+    }
+
+    /// Runs `body` with an adapter that owns its client, and shuts the client down afterwards.
+    public static func withSite<Result: Sendable>(
+        configuration: AtlassianCloudConfiguration,
+        metrics: CloudSiteMetrics = CloudSiteMetrics(),
+        logger: Logger = Logger(label: "jsm.cloud-site"),
+        _ body: (AtlassianCloudSite) async throws -> Result
+    ) async throws -> Result {
+        let client = makeHTTPClient(for: configuration)
+        let site = AtlassianCloudSite(
+            configuration: configuration, httpClient: client, metrics: metrics, logger: logger)
+        do {
+            let result = try await body(site)
+            try await client.shutdown()
+            return result
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    // MARK: The port
+
+    /// `GET /rest/api/3/user/search?query=<email>`, keeping only Atlassian and customer accounts
+    /// whose address is exactly this one (Atlassian's search also matches prefixes and names).
+    public func accounts(withEmail email: NormalizedEmail) async throws -> [ExistingCloudAccount] {
+        let path = "/rest/api/3/user/search"
+        let query = "query=\(Self.percentEncoded(email.value))&maxResults=50"
+        let answer = try await send(.GET, path: path, query: query, body: nil as String?)
+        guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
+        let users = try decode([UserBody].self, from: answer, path: "GET \(path)")
+        var atlassian: [ExistingCloudAccount] = []
+        var customers: [ExistingCloudAccount] = []
+        for user in users {
+            guard let address = user.emailAddress, NormalizedEmail(address) == email else { continue }
+            switch user.accountType.flatMap(CloudAccountType.init(rawValue:)) {
+            case .atlassian: atlassian.append(ExistingCloudAccount(accountId: user.accountId, type: .atlassian))
+            case .customer: customers.append(ExistingCloudAccount(accountId: user.accountId, type: .customer))
+            case nil: continue
+            }
+        }
+        return atlassian + customers
+    }
+
+    /// `POST /rest/servicedeskapi/customer?strictConflictStatusCode=true`; on 409, links to the
+    /// email's Atlassian account if it has one, else to its customer account.
+    public func createCustomer(email: NormalizedEmail, displayName: String) async throws -> AccountProvisioning {
+        let path = "/rest/servicedeskapi/customer"
+        let body = CustomerCreateBody(email: email.value, displayName: displayName)
+        let answer = try await send(.POST, path: path, query: "strictConflictStatusCode=true", body: body)
+        let result: AccountProvisioning
+        switch answer.status {
+        case 201, 200:
+            let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
+            result = .created(ExistingCloudAccount(accountId: user.accountId, type: .customer))
+        case 409:
+            let existing = try await accounts(withEmail: email)
+            guard let account = existing.first else { throw conflictWithoutAccount(path: "POST \(path)", status: 409) }
+            result = .linked(account)
+        default:
+            throw failure(answer, path: "POST \(path)")
+        }
+        metrics.recordProvisioning(result)
+        return result
+    }
+
+    /// `POST /rest/api/3/user` with no products; on 409, links to the email's Atlassian account.
+    public func createAtlassianAccount(email: NormalizedEmail, displayName: String) async throws -> AccountProvisioning
+    {
+        let path = "/rest/api/3/user"
+        let body = UserCreateBody(emailAddress: email.value, displayName: displayName, products: [])
+        let answer = try await send(.POST, path: path, query: nil, body: body)
+        let result: AccountProvisioning
+        switch answer.status {
+        case 201, 200:
+            let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
+            result = .created(ExistingCloudAccount(accountId: user.accountId, type: .atlassian))
+        case 409:
+            let existing = try await accounts(withEmail: email).filter { $0.type == .atlassian }
+            guard let account = existing.first else { throw conflictWithoutAccount(path: "POST \(path)", status: 409) }
+            result = .linked(account)
+        default:
+            throw failure(answer, path: "POST \(path)")
+        }
+        metrics.recordProvisioning(result)
+        return result
+    }
+
+    /// `POST /rest/api/3/group`; when the site refuses because the name is taken (400), the group
+    /// with that name is looked up with `GET /rest/api/3/group/bulk` and reused.
+    public func createGroup(named name: String) async throws -> GroupProvisioning {
+        let path = "/rest/api/3/group"
+        let answer = try await send(.POST, path: path, query: nil, body: GroupCreateBody(name: name))
+        switch answer.status {
+        case 201, 200:
+            let group = try decode(GroupBody.self, from: answer, path: "POST \(path)")
+            guard let groupId = group.groupId else {
+                throw unexpected(answer, path: "POST \(path)", message: "the created group has no groupId")
+            }
+            return .created(CloudGroup(groupId: groupId, name: group.name))
+        case 400, 409:
+            if let existing = try await group(named: name) { return .reused(existing) }
+            throw failure(answer, path: "POST \(path)")
+        default:
+            throw failure(answer, path: "POST \(path)")
+        }
+    }
+
+    /// `POST /rest/api/3/group/user?groupId=`; Atlassian answers 400 "already a member" for an
+    /// existing membership, which is success here.
+    public func addMember(accountId: String, toGroupId groupId: String) async throws -> MembershipChange {
+        let path = "/rest/api/3/group/user"
+        let answer = try await send(
+            .POST, path: path, query: "groupId=\(Self.percentEncoded(groupId))",
+            body: GroupMemberBody(accountId: accountId))
+        switch answer.status {
+        case 201, 200:
+            return .added
+        case 400 where errorText(answer).localizedCaseInsensitiveContains("already a member"):
+            return .alreadyMember
+        default:
+            throw failure(answer, path: "POST \(path)")
+        }
+    }
+
+    /// The group with exactly this name (case-insensitive, as Jira compares group names), if any.
+    public func group(named name: String) async throws -> CloudGroup? {
+        let path = "/rest/api/3/group/bulk"
+        let answer = try await send(
+            .GET, path: path, query: "groupName=\(Self.percentEncoded(name))", body: nil as String?)
+        guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
+        let page = try decode(GroupPageBody.self, from: answer, path: "GET \(path)")
+        let match = page.values.first { $0.name.lowercased() == name.lowercased() }
+        guard let match, let groupId = match.groupId else { return nil }
+        return CloudGroup(groupId: groupId, name: match.name)
+    }
+
+    // MARK: The wire
+
+    /// A site's answer, read in full.
+    struct Answer {
+        let status: Int
+        let body: ByteBuffer
+    }
+
+    /// Sends one request, waiting out 429 and 503 per the retry policy; transport failures are
+    /// thrown as retriable errors and counted.
+    private func send<Body: Encodable>(
+        _ method: HTTPMethod,
+        path: String,
+        query: String?,
+        body: Body?
+    ) async throws -> Answer {
+        let label = "\(method.rawValue) \(path)"
+        var request = HTTPClientRequest(url: configuration.baseURL + path + (query.map { "?" + $0 } ?? ""))
+        request.method = method
+        request.headers.add(name: "Authorization", value: authorization)
+        request.headers.add(name: "Accept", value: "application/json")
+        if let body {
+            let data: Data
+            do {
+                data = try JSONEncoder().encode(body)
+            } catch {
+                throw CloudSiteError(
+                    code: .invalidRequest, host: host, path: label, message: "cannot encode the request: \(error)")
+            }
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: data))
+        }
+        let policy = configuration.retry
+        let started = ContinuousClock.now
+        var attempt = 0
+        while true {
+            attempt += 1
+            metrics.recordRequest()
+            let answer: Answer
+            let retryAfterHeader: String?
+            do {
+                let response = try await httpClient.execute(request, timeout: TimeAmount(configuration.requestTimeout))
+                let bytes = try await response.body.collect(upTo: configuration.maxResponseBytes)
+                answer = Answer(status: Int(response.status.code), body: bytes)
+                retryAfterHeader = response.headers.first(name: "Retry-After")
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                let mapped = transportError(error, path: label)
+                metrics.recordFailure(mapped)
+                throw mapped
+            }
+            guard answer.status == 429 || answer.status == 503 else { return answer }
+            metrics.recordThrottled()
+            let retryAfter = RetryAfter.parse(retryAfterHeader, now: Date().timeIntervalSince1970)
+            let delay = policy.delay(afterAttempt: attempt, retryAfter: retryAfter)
+            let waited = ContinuousClock.now - started
+            guard attempt < policy.maxAttempts, waited + delay <= policy.maxTotalWait else {
+                let error = CloudSiteError(
+                    code: .throttled, status: answer.status, host: host, path: label,
+                    message: "still throttled after \(attempt) attempts over \(waited)")
+                metrics.recordFailure(error)
+                throw error
+            }
+            logger.debug(
+                "site throttled the request; waiting",
+                metadata: [
+                    "path": "\(label)", "status": "\(answer.status)", "attempt": "\(attempt)", "delay": "\(delay)",
+                ])
+            try await Task.sleep(for: delay)
+        }
+    }
+
+    private func decode<Value: Decodable>(_ type: Value.Type, from answer: Answer, path: String) throws -> Value {
+        do {
+            return try JSONDecoder().decode(type, from: answer.body)
+        } catch {
+            let failure = unexpected(answer, path: path, message: "cannot read the answer: \(error)")
+            metrics.recordFailure(failure)
+            throw failure
+        }
+    }
+
+    private func errorText(_ answer: Answer) -> String {
+        if let body = try? JSONDecoder().decode(ErrorBody.self, from: answer.body), !body.text.isEmpty {
+            return body.text
+        }
+        return String(buffer: answer.body).prefix(500).description
+    }
+
+    /// Maps an HTTP answer that is not success to the port's error, and counts it.
+    private func failure(_ answer: Answer, path: String) -> CloudSiteError {
+        let code: CloudSiteError.Code
+        switch answer.status {
+        case 400, 413, 422: code = .invalidRequest
+        case 401: code = .unauthorized
+        case 403: code = .forbidden
+        case 404: code = .notFound
+        case 500...599: code = .serverError
+        default: code = .unexpectedResponse
+        }
+        let error = CloudSiteError(
+            code: code, status: answer.status, host: host, path: path, message: errorText(answer))
+        metrics.recordFailure(error)
+        return error
+    }
+
+    private func unexpected(_ answer: Answer, path: String, message: String) -> CloudSiteError {
+        CloudSiteError(code: .unexpectedResponse, status: answer.status, host: host, path: path, message: message)
+    }
+
+    private func conflictWithoutAccount(path: String, status: Int) -> CloudSiteError {
+        let error = CloudSiteError(
+            code: .conflictWithoutAccount, status: status, host: host, path: path,
+            message: "the site reported an existing account that its search does not return yet")
+        metrics.recordFailure(error)
+        return error
+    }
+
+    /// Transport failures: all retriable, since the request is idempotent from the worker's view.
+    private func transportError(_ error: any Error, path: String) -> CloudSiteError {
+        if let clientError = error as? HTTPClientError {
+            switch clientError {
+            case .readTimeout, .deadlineExceeded, .writeTimeout:
+                return CloudSiteError(
+                    code: .timeout, host: host, path: path, message: "no answer in time (\(clientError))")
+            case .connectTimeout, .getConnectionFromPoolTimeout:
+                return CloudSiteError(
+                    code: .unreachable, host: host, path: path, message: "cannot connect (\(clientError))")
+            case .invalidURL, .emptyHost, .emptyScheme:
+                return CloudSiteError(
+                    code: .invalidRequest, host: host, path: path, message: "bad site URL (\(clientError))")
+            default:
+                return CloudSiteError(
+                    code: .unreachable, host: host, path: path, message: "connection failed (\(clientError))")
+            }
+        }
+        return CloudSiteError(code: .unreachable, host: host, path: path, message: "cannot reach the site (\(error))")
+    }
+
+    /// `host:port` of a base URL, for error messages.
+    static func hostPart(of baseURL: String) -> String {
+        var rest = Substring(baseURL)
+        if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
+        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        return String(rest)
+    }
+
+    /// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+    static func percentEncoded(_ value: String) -> String {
+        var result = ""
+        result.reserveCapacity(value.utf8.count)
+        let hex: [Character] = Array("0123456789ABCDEF")
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                result.append(Character(Unicode.Scalar(byte)))
+            default:
+                result.append("%")
+                result.append(hex[Int(byte >> 4)])
+                result.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,225 @@
+import JSMDomain
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The local site's store in a PostgreSQL schema of its own.
+///
+/// A batch of accounts is one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING RETURNING`,
+/// so the unique constraint on (email, account_type) decides between concurrent creators.
+public final class PostgresAccountStore: AccountStore {
+    private let client: PostgresClient
+    private let logger: Logger
+    /// The schema the tables live in.
+    public let schema: String
+    private let accountsTable: String
+    private let groupsTable: String
+    private let membersTable: String
+
+    /// Prepares a store over a client; `schema` must be a plain lower-case SQL identifier.
+    public init(client: PostgresClient, schema: String, logger: Logger) throws {
+        guard Self.isPlainIdentifier(schema) else {
+            throw AccountStoreError("the schema name must match [a-z_][a-z0-9_]* (got \(schema.debugDescription))")
+        }
+        self.client = client
+        self.schema = schema
+        self.logger = logger
+        accountsTable = "\"\(schema)\".site_accounts"
+        groupsTable = "\"\(schema)\".site_groups"
+        membersTable = "\"\(schema)\".site_group_members"
+    }
+
+    /// Whether a name can be spliced into SQL as an identifier without quoting surprises.
+    public static func isPlainIdentifier(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 63 else { return false }
+        let isStart = { (byte: UInt8) in (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F }
+        return isStart(first) && name.utf8.allSatisfy { isStart($0) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+
+    /// Runs the connection pool until shutdown.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await self.client.run()
+        }
+    }
+
+    /// Creates the schema and tables if they are missing.
+    public func prepare() async throws {
+        let statements: [String] = [
+            "CREATE SCHEMA IF NOT EXISTS \"\(schema)\"",
+            """
+            CREATE TABLE IF NOT EXISTS \(accountsTable) (
+                seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                account_id TEXT NOT NULL UNIQUE,
+                email TEXT NOT NULL CHECK (email <> '' AND email = lower(btrim(email))),
+                account_type TEXT NOT NULL CHECK (account_type IN ('atlassian', 'customer')),
+                display_name TEXT NOT NULL,
+                UNIQUE (email, account_type)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(groupsTable) (
+                seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                group_id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                name_key TEXT NOT NULL UNIQUE
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(membersTable) (
+                group_id TEXT NOT NULL REFERENCES \(groupsTable) (group_id),
+                account_id TEXT NOT NULL REFERENCES \(accountsTable) (account_id),
+                PRIMARY KEY (group_id, account_id)
+            )
+            """,
+        ]
+        for statement in statements {
+            try await client.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        }
+    }
+
+    public func insertAccounts(_ accounts: [NewSiteAccount]) async throws -> [AccountCreation] {
+        guard !accounts.isEmpty else { return [] }
+        let ids = accounts.map(\.accountId)
+        let emails = accounts.map(\.email.value)
+        let types = accounts.map(\.type.rawValue)
+        let names = accounts.map(\.displayName)
+        let rows = try await client.query(
+            """
+            INSERT INTO \(unescaped: accountsTable) (account_id, email, account_type, display_name)
+            SELECT v.account_id, v.email, v.account_type, v.display_name
+            FROM UNNEST(\(ids)::text[], \(emails)::text[], \(types)::text[], \(names)::text[])
+                AS v (account_id, email, account_type, display_name)
+            WHERE v.account_type = 'atlassian' OR NOT EXISTS
+                (SELECT 1 FROM \(unescaped: accountsTable) a WHERE a.email = v.email AND a.account_type = 'atlassian')
+            ON CONFLICT (email, account_type) DO NOTHING
+            RETURNING seq, account_id
+            """,
+            logger: logger)
+        var sequences: [String: Int64] = [:]
+        for try await (seq, id) in rows.decode((Int64, String).self) { sequences[id] = seq }
+        var existing: [String: [SiteAccount]] = [:]
+        if sequences.count < accounts.count {
+            let missing = Array(Set(accounts.filter { sequences[$0.accountId] == nil }.map(\.email.value)))
+            let found = try await client.query(
+                """
+                SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+                WHERE email = ANY(\(missing)::text[])
+                """,
+                logger: logger)
+            for try await row in found.decode((Int64, String, String, String, String).self) {
+                let account = try Self.account(row)
+                existing[account.email, default: []].append(account)
+            }
+        }
+        return try AccountCreation.results(for: accounts, created: sequences, existing: existing)
+    }
+
+    public func accounts(withEmail email: String) async throws -> [SiteAccount] {
+        let rows = try await client.query(
+            """
+            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            WHERE email = \(email) ORDER BY account_type
+            """,
+            logger: logger)
+        var result: [SiteAccount] = []
+        for try await row in rows.decode((Int64, String, String, String, String).self) {
+            result.append(try Self.account(row))
+        }
+        return result
+    }
+
+    public func account(withId accountId: String) async throws -> SiteAccount? {
+        let rows = try await client.query(
+            """
+            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            WHERE account_id = \(accountId)
+            """,
+            logger: logger)
+        for try await row in rows.decode((Int64, String, String, String, String).self) { return try Self.account(row) }
+        return nil
+    }
+
+    public func createGroup(named name: String) async throws -> GroupCreation {
+        let groupId = AccountIdentifier.groupId()
+        let key = name.lowercased()
+        let rows = try await client.query(
+            """
+            INSERT INTO \(unescaped: groupsTable) (group_id, name, name_key) VALUES (\(groupId), \(name), \(key))
+            ON CONFLICT (name_key) DO NOTHING RETURNING group_id
+            """,
+            logger: logger)
+        for try await _ in rows.decode(String.self) { return .created(SiteGroup(groupId: groupId, name: name)) }
+        guard let existing = try await group(named: name) else {
+            throw AccountStoreError("a group conflicted on insert but cannot be read back")
+        }
+        return .existing(existing)
+    }
+
+    public func group(withId groupId: String) async throws -> SiteGroup? {
+        let rows = try await client.query(
+            "SELECT group_id, name FROM \(unescaped: groupsTable) WHERE group_id = \(groupId)", logger: logger)
+        for try await (id, name) in rows.decode((String, String).self) { return SiteGroup(groupId: id, name: name) }
+        return nil
+    }
+
+    public func group(named name: String) async throws -> SiteGroup? {
+        let key = name.lowercased()
+        let rows = try await client.query(
+            "SELECT group_id, name FROM \(unescaped: groupsTable) WHERE name_key = \(key)", logger: logger)
+        for try await (id, name) in rows.decode((String, String).self) { return SiteGroup(groupId: id, name: name) }
+        return nil
+    }
+
+    public func addMember(accountId: String, groupId: String) async throws -> MembershipResult {
+        let rows = try await client.query(
+            """
+            INSERT INTO \(unescaped: membersTable) (group_id, account_id) VALUES (\(groupId), \(accountId))
+            ON CONFLICT DO NOTHING RETURNING group_id
+            """,
+            logger: logger)
+        for try await _ in rows.decode(String.self) { return .added }
+        return .alreadyMember
+    }
+
+    public func counts() async throws -> SiteCounts {
+        let rows = try await client.query(
+            """
+            SELECT
+              (SELECT count(*) FROM \(unescaped: accountsTable) WHERE account_type = 'atlassian'),
+              (SELECT count(*) FROM \(unescaped: accountsTable) WHERE account_type = 'customer'),
+              (SELECT count(*) FROM \(unescaped: groupsTable)),
+              (SELECT count(*) FROM \(unescaped: membersTable))
+            """,
+            logger: logger)
+        for try await (atlassian, customer, groups, members) in rows.decode((Int64, Int64, Int64, Int64).self) {
+            return SiteCounts(
+                atlassianAccounts: Int(atlassian), customerAccounts: Int(customer),
+                groups: Int(groups), groupMemberships: Int(members))
+        }
+        throw AccountStoreError("the counts query returned no row")
+    }
+
+    public func accounts(after sequence: Int64, limit: Int) async throws -> [SiteAccount] {
+        let rows = try await client.query(
+            """
+            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            WHERE seq > \(sequence) ORDER BY seq LIMIT \(limit)
+            """,
+            logger: logger)
+        var result: [SiteAccount] = []
+        for try await row in rows.decode((Int64, String, String, String, String).self) {
+            result.append(try Self.account(row))
+        }
+        return result
+    }
+
+    /// Drops the schema and everything in it; tests use it to clean up after themselves.
+    public func dropSchema() async throws {
+        try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"), logger: logger)
+    }
+
+    private static func account(_ row: (Int64, String, String, String, String)) throws -> SiteAccount {
+        SiteAccount(sequence: row.0, accountId: row.1, type: try .fromColumn(row.3), email: row.2, displayName: row.4)
+    }
+}

@@ -1,0 +1,229 @@
+import Hummingbird
+import JSMDomain
+
+/// The endpoints: Atlassian's under `/rest`, and this site's own verification endpoints under
+/// `/_local/v1` (not part of Atlassian's API).
+struct SiteRoutes: Sendable {
+    let store: any AccountStore
+    let writer: AccountWriter
+    let maxBodyBytes: Int
+
+    private func baseURL(_ request: Request) -> String {
+        "http://" + (request.head.authority ?? "localhost")
+    }
+
+    // MARK: Service desk
+
+    /// `POST /rest/servicedeskapi/customer[?strictConflictStatusCode=true]`.
+    ///
+    /// An email that already has an account of either type is a conflict: 409 when the caller asks
+    /// for strict codes, 400 otherwise (Atlassian's default). A customer is never created beside an
+    /// Atlassian account. Nothing is ever sent to the customer.
+    func createCustomer(_ request: Request, context: some RequestContext) async throws -> Response {
+        let strict = request.uri.queryParameters["strictConflictStatusCode"]?.lowercased() == "true"
+        var request = request
+        let body: CustomerCreateRequest
+        do {
+            body = try await BodyProblem.decode(CustomerCreateRequest.self, from: &request, limit: maxBodyBytes)
+        } catch let problem as BodyProblem {
+            return SiteResponse.serviceDeskError(.badRequest, problem.message, key: "invalid.body")
+        }
+        let email: NormalizedEmail
+        switch SiteValidation.email(body.email, field: "email") {
+        case .success(let valid): email = valid
+        case .failure(let problem):
+            return SiteResponse.serviceDeskError(.badRequest, problem.message, key: "invalid.email")
+        }
+        let displayName: String
+        switch SiteValidation.displayName(body.displayName ?? body.fullName, email: email, field: "displayName") {
+        case .success(let name): displayName = name
+        case .failure(let problem):
+            return SiteResponse.serviceDeskError(.badRequest, problem.message, key: "invalid.display.name")
+        }
+        let conflict = SiteResponse.serviceDeskError(
+            strict ? .conflict : .badRequest, "An account already exists for this email address.", key: "email.exists")
+        let creation = try await writer.create(NewSiteAccount(type: .customer, email: email, displayName: displayName))
+        guard case .created(let account) = creation else { return conflict }
+        return SiteResponse.json(CustomerBody(account, baseURL: baseURL(request)), status: .created)
+    }
+
+    // MARK: Users
+
+    /// `GET /rest/api/3/user/search?query=<email>[&accountId=][&startAt=][&maxResults=]`.
+    ///
+    /// Matches the normalised email exactly (Atlassian also matches name prefixes); Atlassian
+    /// accounts first.
+    func searchUsers(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        let startAt = parameters["startAt"].flatMap { Int($0) } ?? 0
+        let maxResults = parameters["maxResults"].flatMap { Int($0) } ?? 50
+        guard startAt >= 0, (0...1000).contains(maxResults) else {
+            return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 0 to 1000.")
+        }
+        var accounts: [SiteAccount]
+        if let accountId = parameters["accountId"], !accountId.isEmpty {
+            accounts = try await store.account(withId: String(accountId)).map { [$0] } ?? []
+        } else if let query = parameters["query"], !query.isEmpty {
+            if let email = NormalizedEmail(String(query)) {
+                accounts = try await store.accounts(withEmail: email.value)
+            } else {
+                accounts = []
+            }
+        } else {
+            return SiteResponse.platformError(.badRequest, "The query parameter 'query' or 'accountId' is required.")
+        }
+        accounts = Array(accounts.dropFirst(startAt).prefix(maxResults))
+        let base = baseURL(request)
+        return SiteResponse.json(accounts.map { UserBody($0, baseURL: base) }, status: .ok)
+    }
+
+    /// `GET /rest/api/3/user?accountId=`.
+    func user(_ request: Request, context: some RequestContext) async throws -> Response {
+        guard let accountId = request.uri.queryParameters["accountId"], !accountId.isEmpty else {
+            return SiteResponse.platformError(.badRequest, "The query parameter 'accountId' is required.")
+        }
+        guard let account = try await store.account(withId: String(accountId)) else {
+            return SiteResponse.platformError(.notFound, "The user with account ID '\(accountId)' does not exist.")
+        }
+        return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .ok)
+    }
+
+    /// `POST /rest/api/3/user`: creates an Atlassian account without product access and without
+    /// invitation. An email with only a customer account gets a second (Atlassian) account; one
+    /// that already has an Atlassian account gets 409.
+    func createUser(_ request: Request, context: some RequestContext) async throws -> Response {
+        var request = request
+        let body = try await BodyProblem.decode(UserCreateRequest.self, from: &request, limit: maxBodyBytes)
+        let email: NormalizedEmail
+        switch SiteValidation.email(body.emailAddress, field: "emailAddress") {
+        case .success(let valid): email = valid
+        case .failure(let problem):
+            return SiteResponse.platformError(.badRequest, problem.message, errors: ["emailAddress": problem.message])
+        }
+        let displayName: String
+        switch SiteValidation.displayName(body.displayName, email: email, field: "displayName") {
+        case .success(let name): displayName = name
+        case .failure(let problem):
+            return SiteResponse.platformError(.badRequest, problem.message, errors: ["displayName": problem.message])
+        }
+        let creation = try await writer.create(NewSiteAccount(type: .atlassian, email: email, displayName: displayName))
+        guard case .created(let account) = creation else {
+            return SiteResponse.platformError(.conflict, "An Atlassian account already exists for this email address.")
+        }
+        return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .created)
+    }
+
+    // MARK: Groups
+
+    /// `POST /rest/api/3/group`: 400 when a group with that name (any case) exists, as Jira does.
+    func createGroup(_ request: Request, context: some RequestContext) async throws -> Response {
+        var request = request
+        let body = try await BodyProblem.decode(GroupCreateRequest.self, from: &request, limit: maxBodyBytes)
+        let name = body.name?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        guard !name.isEmpty else {
+            return SiteResponse.platformError(
+                .badRequest, "The field 'name' is required.", errors: ["name": "required"])
+        }
+        guard name.utf8.count <= SiteValidation.maxNameLength * 4, name.count <= SiteValidation.maxNameLength else {
+            return SiteResponse.platformError(.badRequest, "The field 'name' must be at most 255 characters.")
+        }
+        switch try await store.createGroup(named: name) {
+        case .created(let group):
+            return SiteResponse.json(GroupBody(group, baseURL: baseURL(request)), status: .created)
+        case .existing(let group):
+            return SiteResponse.platformError(.badRequest, "Group name '\(group.name)' is already used.")
+        }
+    }
+
+    /// `GET /rest/api/3/group/bulk?groupName=&groupId=`: the named groups (exact, case-insensitive).
+    func findGroups(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        var found: [SiteGroup] = []
+        for name in parameters[values: "groupName"] {
+            if let group = try await store.group(named: String(name)), !found.contains(group) { found.append(group) }
+        }
+        for id in parameters[values: "groupId"] {
+            if let group = try await store.group(withId: String(id)), !found.contains(group) { found.append(group) }
+        }
+        let values = found.map { GroupPageBody.Details(name: $0.name, groupId: $0.groupId) }
+        return SiteResponse.json(
+            GroupPageBody(maxResults: 50, startAt: 0, total: values.count, isLast: true, values: values), status: .ok)
+    }
+
+    /// `POST /rest/api/3/group/user?groupId=` (or `?groupname=`): 400 for an existing member, as Jira does.
+    func addGroupMember(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        let byId = parameters["groupId"].map(String.init)
+        let byName = parameters["groupname"].map(String.init)
+        guard (byId == nil) != (byName == nil) else {
+            return SiteResponse.platformError(
+                .badRequest, "Give exactly one of the query parameters 'groupId' and 'groupname'.")
+        }
+        var request = request
+        let body = try await BodyProblem.decode(GroupMemberRequest.self, from: &request, limit: maxBodyBytes)
+        guard let accountId = body.accountId, !accountId.isEmpty else {
+            return SiteResponse.platformError(
+                .badRequest, "The field 'accountId' is required.", errors: ["accountId": "required"])
+        }
+        let group: SiteGroup?
+        if let byId {
+            group = try await store.group(withId: byId)
+        } else {
+            group = try await store.group(named: byName ?? "")
+        }
+        guard let group else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
+        guard try await store.account(withId: accountId) != nil else {
+            return SiteResponse.platformError(.notFound, "The user with account ID '\(accountId)' does not exist.")
+        }
+        switch try await store.addMember(accountId: accountId, groupId: group.groupId) {
+        case .added:
+            return SiteResponse.json(GroupBody(group, baseURL: baseURL(request)), status: .created)
+        case .alreadyMember:
+            return SiteResponse.platformError(
+                .badRequest, "Cannot add user. User is already a member of '\(group.name)'")
+        }
+    }
+
+    // MARK: This site's own verification endpoints
+
+    /// `GET /_local/v1/counts`: accounts per type, groups and memberships.
+    func counts(_ request: Request, context: some RequestContext) async throws -> Response {
+        let counts = try await store.counts()
+        return SiteResponse.json(
+            LocalCountsBody(
+                site: "jsm-migrate cloud-site (local verification endpoint, not an Atlassian API)",
+                accounts: .init(
+                    atlassian: counts.atlassianAccounts, customer: counts.customerAccounts,
+                    total: counts.atlassianAccounts + counts.customerAccounts),
+                groups: counts.groups, groupMemberships: counts.groupMemberships),
+            status: .ok)
+    }
+
+    /// `GET /_local/v1/accounts?cursor=&limit=`: accounts in creation order; `nextCursor` is null on the last page.
+    func accounts(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        let limit = parameters["limit"].flatMap { Int($0) } ?? 1000
+        guard (1...10_000).contains(limit) else {
+            return SiteResponse.platformError(.badRequest, "The query parameter 'limit' must be 1 to 10000.")
+        }
+        var after: Int64 = 0
+        if let cursor = parameters["cursor"], !cursor.isEmpty {
+            guard let value = Int64(cursor), value >= 0 else {
+                return SiteResponse.platformError(
+                    .badRequest, "The query parameter 'cursor' is not a cursor this site issued.")
+            }
+            after = value
+        }
+        let page = try await store.accounts(after: after, limit: limit)
+        let next = page.count == limit ? page.last.map { String($0.sequence) } : nil
+        return SiteResponse.json(
+            LocalAccountPageBody(
+                accounts: page.map {
+                    .init(
+                        accountId: $0.accountId, accountType: $0.type.rawValue, emailAddress: $0.email,
+                        displayName: $0.displayName)
+                },
+                nextCursor: next),
+            status: .ok)
+    }
+}
