@@ -73,10 +73,33 @@ public final class PostgresAccountStore: AccountStore {
             )
             """,
         ]
-        for statement in statements {
-            try await client.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+        // An unreachable server must not hang start-up: the pool would keep retrying in silence.
+        let client = self.client
+        let logger = self.logger
+        let limit = Self.startupConnectionLimit
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for statement in statements {
+                    try await client.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            let prepared = try await group.next() ?? false
+            group.cancelAll()
+            guard prepared else {
+                throw AccountStoreError(
+                    "could not prepare the site's tables in schema \(schema) within \(limit): is PostgreSQL reachable "
+                        + "(POSTGRES_HOST, POSTGRES_PORT) and does it accept the credentials?")
+            }
         }
     }
+
+    /// How long start-up waits for PostgreSQL before giving up with an error.
+    static let startupConnectionLimit: Duration = .seconds(15)
 
     public func insertAccounts(_ accounts: [NewSiteAccount]) async throws -> [AccountCreation] {
         guard !accounts.isEmpty else { return [] }
