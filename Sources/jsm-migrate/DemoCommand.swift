@@ -53,50 +53,48 @@ struct DemoCommand: AsyncParsableCommand {
         print("demo \(migrationID): \(sample.count) identities in \(batches.count) batches, \(workers) workers")
         fflush(nil)  // the header line before the progress bar on standard error
 
-        let producer = try await AMQPConnection.connect(
-            try broker.configuration(connectionName: "jsm-migrate demo producer"), logger: logger)
-        let topology = MigrationBrokerTopology()
-        try await producer.declare(topology.declarations)
-        for queue in [RPCMethod.migrateIdentities.queueName, MigrationTopology.resultsQueue] {
-            if purge { try await producer.purgeQueue(queue) }
-            let ready = try await producer.queueCounts(queue).ready
-            guard ready == 0 else {
-                await producer.close()
-                throw ValidationError("queue \(queue) holds \(ready) messages of another run: pass --purge to empty it")
-            }
-        }
-
         let started = ContinuousClock.now
-        let outcome = try await withThrowingTaskGroup(of: DemoAggregate?.self) { group in
-            group.addTask {
-                try await collectReplies(migrationID: migrationID, expectedBatches: batches.count, logger: logger)
+        let outcome = try await broker.withConnection(named: "jsm-migrate demo producer") { producer in
+            try await producer.declare(MigrationBrokerTopology().declarations)
+            for queue in [RPCMethod.migrateIdentities.queueName, MigrationTopology.resultsQueue] {
+                if purge { try await producer.purgeQueue(queue) }
+                let ready = try await producer.queueCounts(queue).ready
+                guard ready == 0 else {
+                    throw ValidationError(
+                        "queue \(queue) holds \(ready) messages of another run: pass --purge to empty it")
+                }
             }
-            for index in 0..<workers {
+            return try await withThrowingTaskGroup(of: DemoAggregate?.self) { group in
                 group.addTask {
-                    try await work(workerID: "demo-worker-\(index + 1)", logger: logger)
-                    return nil
+                    try await collectReplies(migrationID: migrationID, expectedBatches: batches.count)
                 }
-            }
-            var published = 0
-            for chunk in stride(from: 0, to: batches.count, by: 20) {
-                let messages = try batches[chunk..<min(chunk + 20, batches.count)].map {
-                    try RPCEnvelope.request(.migrateIdentities, header: $0.header, body: $0)
+                for index in 0..<workers {
+                    group.addTask {
+                        try await work(workerID: "demo-worker-\(index + 1)", logger: logger)
+                        return nil
+                    }
                 }
-                try await producer.publish(messages)
-                published += messages.count
-            }
-            logger.info("published and confirmed", metadata: ["batches": "\(published)"])
-            var aggregate: DemoAggregate?
-            while let finished = try await group.next() {
-                if let finished {
-                    aggregate = finished
-                    group.cancelAll()
+                // The whole run is bounded in time, even if no reply ever comes.
+                group.addTask {
+                    try await Task.sleep(for: .seconds(timeout))
+                    throw ValidationError("timed out after \(timeout) s before every batch was answered")
                 }
+                for chunk in stride(from: 0, to: batches.count, by: 20) {
+                    let messages = try batches[chunk..<min(chunk + 20, batches.count)].map {
+                        try RPCEnvelope.request(.migrateIdentities, header: $0.header, body: $0)
+                    }
+                    try await producer.publish(messages)
+                }
+                logger.info("published and confirmed", metadata: ["batches": "\(batches.count)"])
+                while let finished = try await group.next() {
+                    if let finished {
+                        group.cancelAll()
+                        return finished
+                    }
+                }
+                throw ValidationError("the aggregator ended without a result")
             }
-            return aggregate
         }
-        await producer.close()
-        guard let outcome else { throw ValidationError("the aggregator ended without a result") }
         let elapsed = started.duration(to: .now)
         print(outcome.report(expected: sample, batches: batches.count, elapsed: elapsed))
         guard outcome.reconciles(with: sample, batches: batches.count) else {
@@ -105,52 +103,47 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     /// A worker loop: decode, apply the rules, reply, then ack; park what cannot be handled.
+    /// A delivery is acked only after its reply (or its parked copy) is confirmed, so no failure drops it.
     private func work(workerID: String, logger: Logger) async throws {
-        let connection = try await AMQPConnection.connect(
-            try broker.configuration(connectionName: "jsm-migrate \(workerID)"), logger: logger)
         do {
-            let consumer = try await connection.consume(queue: RPCMethod.migrateIdentities.queueName, prefetch: 16)
-            for try await delivery in consumer {
-                let attempt = UInt32(clamping: delivery.properties.headers[HeaderName.attempt]?.intValue ?? 1)
-                let planned = Result { () throws(RPCEnvelope.Unusable) in
-                    let method = try RPCEnvelope.requestMethod(of: delivery)
-                    guard method == .migrateIdentities else {
-                        throw RPCEnvelope.Unusable(reason: .unknownMethod, detail: "\(method) on the identity queue")
+            try await broker.withConnection(named: "jsm-migrate \(workerID)") { connection in
+                let consumer = try await connection.consume(queue: RPCMethod.migrateIdentities.queueName, prefetch: 16)
+                for try await delivery in consumer {
+                    let attempt = UInt32(clamping: delivery.properties.headers[HeaderName.attempt]?.intValue ?? 1)
+                    let planned = Result { () throws(RPCEnvelope.Unusable) in
+                        let method = try RPCEnvelope.requestMethod(of: delivery)
+                        guard method == .migrateIdentities else {
+                            throw RPCEnvelope.Unusable(
+                                reason: .unknownMethod, detail: "\(method) on the identity queue")
+                        }
+                        let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
+                        return (batch, try PlannedBatch.result(for: batch, workerID: workerID, attempt: attempt))
                     }
-                    let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
-                    return (batch, try PlannedBatch.result(for: batch, workerID: workerID, attempt: attempt))
-                }
-                switch planned {
-                case .success(let (batch, result)):
-                    if let reply = try RPCEnvelope.reply(
-                        to: .migrateIdentities, request: delivery.properties, header: batch.header, body: result,
-                        attempt: Int(attempt))
-                    {
-                        try await connection.publish(reply)
+                    switch planned {
+                    case .success(let (batch, result)):
+                        if let reply = try RPCEnvelope.reply(
+                            to: .migrateIdentities, request: delivery.properties, header: batch.header, body: result,
+                            attempt: Int(attempt))
+                        {
+                            try await connection.publish(reply)
+                        }
+                    case .failure(let unusable):
+                        logger.error("parking a message", metadata: ["reason": "\(unusable)"])
+                        try await connection.publish(RPCEnvelope.parked(delivery, because: unusable))
                     }
-                case .failure(let unusable):
-                    logger.error("parking a message", metadata: ["reason": "\(unusable)"])
-                    try await connection.publish(RPCEnvelope.parked(delivery, because: unusable))
+                    delivery.ack()
                 }
-                delivery.ack()
             }
         } catch is CancellationError {
-        } catch {
-            await connection.close()
-            throw error
+            // The aggregator has every reply: the run is over.
         }
-        await connection.close()
     }
 
     /// Counts each batch's reply once and returns when every batch has answered.
-    private func collectReplies(migrationID: String, expectedBatches: Int, logger: Logger) async throws -> DemoAggregate
-    {
-        let connection = try await AMQPConnection.connect(
-            try broker.configuration(connectionName: "jsm-migrate demo aggregator"), logger: logger)
-        var aggregate = DemoAggregate()
-        let deadline = ContinuousClock.now + .seconds(timeout)
+    private func collectReplies(migrationID: String, expectedBatches: Int) async throws -> DemoAggregate {
         let progress = ProgressLine(total: expectedBatches)
-        do {
+        let aggregate = try await broker.withConnection(named: "jsm-migrate demo aggregator") { connection in
+            var aggregate = DemoAggregate()
             let consumer = try await connection.consume(queue: MigrationTopology.resultsQueue, prefetch: 64)
             for try await delivery in consumer {
                 guard delivery.properties.headers[HeaderName.migrationID]?.stringValue == migrationID,
@@ -159,23 +152,15 @@ struct DemoCommand: AsyncParsableCommand {
                     delivery.reject(requeue: true)
                     continue
                 }
-                let result = try JSMBatchResult(serializedBytes: delivery.body)
-                aggregate.add(result)
+                aggregate.add(try JSMBatchResult(serializedBytes: delivery.body))
                 delivery.ack()
                 progress.show(aggregate.batches.count)
-                if aggregate.batches.count == expectedBatches || ContinuousClock.now > deadline { break }
+                if aggregate.batches.count == expectedBatches { break }
             }
             consumer.cancel()
-        } catch {
-            await connection.close()
-            throw error
+            return aggregate
         }
-        await connection.close()
         progress.finish()
-        guard aggregate.batches.count == expectedBatches else {
-            throw ValidationError(
-                "timed out after \(timeout) s with \(aggregate.batches.count) of \(expectedBatches) batches answered")
-        }
         return aggregate
     }
 }
