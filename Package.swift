@@ -19,6 +19,8 @@ let package = Package(
         .executable(name: "site-benchmark", targets: ["SiteBenchmark"]),
         .library(name: "JSMCloud", targets: ["JSMCloud"]),
         .library(name: "JSMCloudSite", targets: ["JSMCloudSite"]),
+        .library(name: "JSMLedger", targets: ["JSMLedger"]),
+        .executable(name: "ledger-benchmark", targets: ["LedgerBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -129,6 +131,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The ledger: migrations, scope claims, batches, mappings, totals; on SQLite and PostgreSQL.
+        .target(
+            name: "JSMLedger",
+            dependencies: [
+                "JSMDomain",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Completes batches of 500 identities on both databases; prints median, p95 and peak RSS.
+        .executableTarget(
+            name: "LedgerBenchmark",
+            dependencies: [
+                "JSMLedger", "JSMDomain",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Producer, workers and aggregator: the migration over AMQP.
         .target(
             name: "JSMServices",
@@ -179,6 +201,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JSMLedgerTests",
+            dependencies: ["JSMLedger", "JSMDomain", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(name: "CLITests", dependencies: ["jsm-migrate"], swiftSettings: strict),

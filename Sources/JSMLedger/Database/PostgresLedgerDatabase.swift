@@ -1,0 +1,273 @@
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// How the ledger reaches PostgreSQL (the ledger for workers on several hosts).
+///
+/// Its `description` never includes the password, so a configuration can be logged as it is.
+public struct PostgresLedgerConfiguration: Sendable, CustomStringConvertible {
+    /// Server host name or address.
+    public var host: String
+    /// Server port.
+    public var port: Int
+    /// Role to log in as.
+    public var username: String
+    /// The role's password; never logged.
+    public var password: String?
+    /// Database name.
+    public var database: String?
+    /// The schema the ledger's tables live in (created by ``Ledger/migrateSchema()``); one schema
+    /// per ledger lets tests and several installations share one database.
+    public var schema: String
+    /// Connection pool bound: at most this many connections per process.
+    public var maximumConnections: Int
+    /// How long one operation waits for a pooled connection before it fails as unavailable
+    /// (retriable). The pool itself would keep a request waiting for a minute while the server is down.
+    public var leaseTimeout: Duration
+    /// How long one connection attempt may take.
+    public var connectTimeout: Duration
+    /// TLS towards the server; off by default for the loopback service, `.require` in production.
+    public var tls: PostgresClient.Configuration.TLS
+
+    /// Creates a configuration; every tuning value has a default that suits a worker.
+    public init(
+        host: String = "127.0.0.1", port: Int = 5432, username: String, password: String?, database: String?,
+        schema: String = "jsm_ledger", maximumConnections: Int = 8, leaseTimeout: Duration = .seconds(10),
+        connectTimeout: Duration = .seconds(5), tls: PostgresClient.Configuration.TLS = .disable
+    ) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.schema = schema
+        self.maximumConnections = maximumConnections
+        self.leaseTimeout = leaseTimeout
+        self.connectTimeout = connectTimeout
+        self.tls = tls
+    }
+
+    /// Reads `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`
+    /// (defaults 127.0.0.1, 55432, jsm, no password, jsm), as the project's services export them.
+    public init(environment: [String: String], schema: String = "jsm_ledger") {
+        self.init(
+            host: environment["POSTGRES_HOST"] ?? "127.0.0.1",
+            port: environment["POSTGRES_PORT"].flatMap { Int($0) } ?? 55432,
+            username: environment["POSTGRES_USER"] ?? "jsm",
+            password: environment["POSTGRES_PASSWORD"],
+            database: environment["POSTGRES_DB"] ?? "jsm",
+            schema: schema)
+    }
+
+    /// `postgres://user@host:port/database (schema s)`, without the password.
+    public var description: String {
+        "postgres://\(username)@\(host):\(port)/\(database ?? "") (schema \(schema))"
+    }
+
+    /// Whether `schema` is a plain lower-case identifier, so it can be quoted into DDL safely.
+    var hasValidSchemaName: Bool {
+        guard let first = schema.unicodeScalars.first, schema.unicodeScalars.count <= 63 else { return false }
+        let allowed = { (scalar: Unicode.Scalar) in
+            (scalar >= "a" && scalar <= "z") || (scalar >= "0" && scalar <= "9") || scalar == "_"
+        }
+        return !(first >= "0" && first <= "9") && schema.unicodeScalars.allSatisfy(allowed)
+    }
+}
+
+/// The ledger on a pooled PostgresClient. Statements run in READ COMMITTED transactions; the
+/// operations that must happen once use conditional updates that lock the row they test.
+final class PostgresLedgerDatabase: LedgerDatabase {
+    let dialect = SQLDialect.postgres
+    let configuration: PostgresLedgerConfiguration
+    private let client: PostgresClient
+    private let logger: Logger
+
+    init(configuration: PostgresLedgerConfiguration, logger: Logger) throws(LedgerError) {
+        guard configuration.hasValidSchemaName else {
+            throw LedgerError(
+                .invalidRequest, operation: "open",
+                "schema name '\(configuration.schema)' must be lower-case letters, digits and _ (at most 63)")
+        }
+        var clientConfiguration = PostgresClient.Configuration(
+            host: configuration.host, port: configuration.port, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: configuration.tls)
+        clientConfiguration.options.maximumConnections = max(1, configuration.maximumConnections)
+        clientConfiguration.options.connectTimeout = configuration.connectTimeout
+        // Every session resolves the ledger's tables in its own schema.
+        clientConfiguration.options.additionalStartupParameters = [("search_path", configuration.schema)]
+        self.configuration = configuration
+        self.logger = logger
+        self.client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+    }
+
+    /// Runs the connection pool until the task is cancelled; queries wait until it runs.
+    func run() async {
+        await client.run()
+    }
+
+    func transaction<T: Sendable>(
+        _ operation: String, readOnly: Bool, _ body: @escaping @Sendable (any LedgerSession) async throws -> T
+    ) async throws(LedgerError) -> T {
+        let leased = LeaseFlag()
+        let client = self.client
+        let logger = self.logger
+        let leaseTimeout = configuration.leaseTimeout
+        do {
+            return try await withThrowingTaskGroup(of: Race<T>.self) { group in
+                group.addTask {
+                    let value = try await client.withConnection { connection in
+                        leased.mark()
+                        return try await Self.runTransaction(on: connection, readOnly: readOnly, logger: logger, body)
+                    }
+                    return .finished(value)
+                }
+                group.addTask {
+                    try await Task.sleep(for: leaseTimeout)
+                    return .leaseDeadline
+                }
+                // Two children: the operation, and the deadline for getting a connection.
+                for _ in 0..<2 {
+                    guard let next = try await group.next() else { break }
+                    switch next {
+                    case .finished(let value):
+                        group.cancelAll()
+                        return value
+                    case .leaseDeadline where !leased.isMarked:
+                        group.cancelAll()
+                        throw LedgerError(
+                            .unavailable, operation: operation,
+                            "no PostgreSQL connection to \(self.endpoint) within \(leaseTimeout)")
+                    case .leaseDeadline:
+                        continue
+                    }
+                }
+                throw LedgerError(.database, operation: operation, "the transaction ended without a result")
+            }
+        } catch {
+            throw classify(error, operation: operation)
+        }
+    }
+
+    private static func runTransaction<T: Sendable>(
+        on connection: PostgresConnection, readOnly: Bool, logger: Logger,
+        _ body: @escaping @Sendable (any LedgerSession) async throws -> T
+    ) async throws -> T {
+        try await connection.query(
+            readOnly ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: logger)
+        do {
+            let result = try await body(PostgresSession(connection: connection, logger: logger))
+            try await connection.query("COMMIT", logger: logger)
+            return result
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    private var endpoint: String { "\(configuration.host):\(configuration.port)" }
+
+    func classify(_ error: any Error, operation: String) -> LedgerError {
+        if let error = error as? LedgerError { return error }
+        if error is CancellationError {
+            return LedgerError(.unavailable, operation: operation, "cancelled before the transaction finished")
+        }
+        if let error = error as? PSQLError {
+            switch error.code {
+            case .server:
+                let state = error.serverInfo?[.sqlState] ?? ""
+                let message = error.serverInfo?[.message] ?? "server error"
+                let text = "PostgreSQL \(state): \(message)"
+                if state == "40001" || state == "40P01" {
+                    return LedgerError(.transactionConflict, operation: operation, text)
+                }
+                if state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53") {
+                    return LedgerError(.unavailable, operation: operation, text)
+                }
+                if state.hasPrefix("23") { return LedgerError(.constraintViolation, operation: operation, text) }
+                return LedgerError(.database, operation: operation, text)
+            case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection,
+                .queryCancelled:
+                let cause = error.underlying.map { ": \($0)" } ?? ""
+                return LedgerError(
+                    .unavailable, operation: operation, "lost or could not open a connection to \(endpoint)\(cause)")
+            case .poolClosed:
+                return LedgerError(.database, operation: operation, "the ledger's connection pool is closed")
+            default:
+                return LedgerError(.database, operation: operation, "PostgreSQL client error \(error.code)")
+            }
+        }
+        // The pool's circuit breaker (ConnectionPoolError) is not re-exported by PostgresNIO.
+        if "\(type(of: error))".contains("ConnectionPoolError") {
+            return LedgerError(.unavailable, operation: operation, "cannot open a connection to \(endpoint)")
+        }
+        return LedgerError(.database, operation: operation, "\(type(of: error))")
+    }
+}
+
+/// Which child of the lease race finished first.
+private enum Race<T: Sendable>: Sendable {
+    case finished(T)
+    case leaseDeadline
+}
+
+/// Set once a connection is leased: from then on the operation runs to its end, however long.
+private final class LeaseFlag: Sendable {
+    private let marked = Atomic<Bool>(false)
+    func mark() { marked.store(true, ordering: .releasing) }
+    var isMarked: Bool { marked.load(ordering: .acquiring) }
+}
+
+/// The statements of one PostgreSQL transaction.
+private struct PostgresSession: LedgerSession {
+    let connection: PostgresConnection
+    let logger: Logger
+    var dialect: SQLDialect { .postgres }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let rows = try await connection.query(Self.makeQuery(sql, binds), logger: logger)
+        var result: [SQLRow] = []
+        for try await row in rows {
+            var values: [SQLValue] = []
+            for cell in row { values.append(try Self.value(cell)) }
+            result.append(SQLRow(values: values))
+        }
+        return result
+    }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) async throws {
+        let rows = try await connection.query(Self.makeQuery(sql, binds), logger: logger)
+        for try await _ in rows {}
+    }
+
+    private static func makeQuery(_ sql: String, _ binds: [SQLValue]) -> PostgresQuery {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .int(let value): bindings.append(value)
+            case .text(let value): bindings.append(value)
+            case .bytes(let value): bindings.append(ByteBuffer(bytes: value))
+            case .null: bindings.appendNull()
+            case .intArray(let values): bindings.append(values)
+            case .textArray(let values): bindings.append(values)
+            case .boolArray(let values): bindings.append(values)
+            }
+        }
+        return PostgresQuery(unsafeSQL: sql, binds: bindings)
+    }
+
+    private static func value(_ cell: PostgresCell) throws -> SQLValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int8: return .int(try cell.decode(Int64.self))
+        case .int4: return .int(Int64(try cell.decode(Int32.self)))
+        case .int2: return .int(Int64(try cell.decode(Int16.self)))
+        case .bool: return .int(try cell.decode(Bool.self) ? 1 : 0)
+        case .text, .varchar, .name, .bpchar: return .text(try cell.decode(String.self))
+        case .bytea: return .bytes(Array(try cell.decode(ByteBuffer.self).readableBytesView))
+        default:
+            throw LedgerError(
+                .database, operation: "decode", "column \(cell.columnName) has unsupported type \(cell.dataType)")
+        }
+    }
+}

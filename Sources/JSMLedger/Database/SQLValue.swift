@@ -1,0 +1,206 @@
+/// A value bound to, or read from, a ledger statement; the same for both databases so that the
+/// ledger's SQL is written once.
+enum SQLValue: Sendable, Hashable {
+    case int(Int64)
+    case text(String)
+    case bytes([UInt8])
+    case null
+    /// A PostgreSQL array parameter (UNNEST); SQLite never receives one.
+    case intArray([Int64])
+    /// A PostgreSQL array parameter (UNNEST); SQLite never receives one.
+    case textArray([String])
+    /// A PostgreSQL array parameter (UNNEST); SQLite never receives one.
+    case boolArray([Bool])
+
+    static func optionalText(_ value: String?) -> SQLValue { value.map(SQLValue.text) ?? .null }
+    static func optionalInt(_ value: Int64?) -> SQLValue { value.map(SQLValue.int) ?? .null }
+}
+
+/// One result row, decoded eagerly into ``SQLValue``s in select-list order.
+struct SQLRow: Sendable {
+    let values: [SQLValue]
+
+    func int(_ index: Int) throws(LedgerError) -> Int64 {
+        guard let value = optionalInt(index) else { throw Self.typeError(index, "an integer") }
+        return value
+    }
+
+    func optionalInt(_ index: Int) -> Int64? {
+        guard index < values.count, case .int(let value) = values[index] else { return nil }
+        return value
+    }
+
+    func text(_ index: Int) throws(LedgerError) -> String {
+        guard let value = optionalText(index) else { throw Self.typeError(index, "a text") }
+        return value
+    }
+
+    func optionalText(_ index: Int) -> String? {
+        guard index < values.count, case .text(let value) = values[index] else { return nil }
+        return value
+    }
+
+    func optionalBytes(_ index: Int) -> [UInt8]? {
+        guard index < values.count, case .bytes(let value) = values[index] else { return nil }
+        return value
+    }
+
+    private static func typeError(_ index: Int, _ expected: String) -> LedgerError {
+        LedgerError(.database, operation: "decode", "column \(index) is not \(expected)")
+    }
+}
+
+/// The type of one column of a bulk row set.
+enum BulkColumnType: Sendable {
+    case text
+    case int
+    case optionalText
+    case optionalInt
+}
+
+/// Rows handed to one set-based statement as a common table expression `u(columns)`: UNNEST of
+/// one array per column on PostgreSQL, a multi-row VALUES list on SQLite.
+struct BulkRows: Sendable {
+    let columns: [(name: String, type: BulkColumnType)]
+    private(set) var rows: [[SQLValue]] = []
+
+    init(_ columns: [(name: String, type: BulkColumnType)]) { self.columns = columns }
+
+    mutating func append(_ row: [SQLValue]) {
+        precondition(row.count == columns.count, "a bulk row must have one value per column")
+        rows.append(row)
+    }
+
+    var isEmpty: Bool { rows.isEmpty }
+    var count: Int { rows.count }
+}
+
+/// What differs between the two databases' SQL; everything else is written once.
+enum SQLDialect: Sendable {
+    case postgres
+    case sqlite
+
+    /// Statements are written with `$1`, `$2`, ...; SQLite binds those as `?1`, `?2`, ... .
+    func statement(_ sql: String) -> String {
+        switch self {
+        case .postgres: return sql
+        case .sqlite: return sql.replacingDollarPlaceholders()
+        }
+    }
+
+    /// Fills the DDL placeholders: `{BYTES}` (binary column type) and `{C}` (byte-order collation,
+    /// so that PostgreSQL sorts emails exactly as SQLite and Swift do, whatever the server locale).
+    func ddl(_ sql: String) -> String {
+        switch self {
+        case .postgres:
+            return sql.replacing("{BYTES}", with: "BYTEA").replacing("{C}", with: " COLLATE \"C\"")
+        case .sqlite:
+            return sql.replacing("{BYTES}", with: "BLOB").replacing("{C}", with: "")
+        }
+    }
+
+    /// `FOR SHARE` on PostgreSQL, so that a reader holds the row against a concurrent phase change;
+    /// SQLite serialises writers already.
+    var forShare: String {
+        switch self {
+        case .postgres: return " FOR SHARE"
+        case .sqlite: return ""
+        }
+    }
+
+    /// `WITH u(c1, c2, ...) AS (...)` for the rows, with parameters numbered from `firstParameter`,
+    /// and the values to bind.
+    func withRows(_ rows: BulkRows, named name: String = "u", firstParameter: Int) -> (sql: String, binds: [SQLValue]) {
+        let columnList = rows.columns.map(\.name).joined(separator: ", ")
+        switch self {
+        case .postgres:
+            var arrays: [String] = []
+            var aliases: [String] = []
+            var selects: [String] = []
+            var binds: [SQLValue] = []
+            var parameter = firstParameter
+            for (index, column) in rows.columns.enumerated() {
+                let alias = "c\(index)"
+                func add(_ value: SQLValue, _ type: String, _ alias: String) {
+                    arrays.append("$\(parameter)::\(type)[]")
+                    aliases.append(alias)
+                    binds.append(value)
+                    parameter += 1
+                }
+                switch column.type {
+                case .text:
+                    add(.textArray(rows.rows.map { $0[index].textValue }), "text", alias)
+                    selects.append(alias)
+                case .int:
+                    add(.intArray(rows.rows.map { $0[index].intValue }), "int8", alias)
+                    selects.append(alias)
+                case .optionalText:
+                    add(.textArray(rows.rows.map { $0[index].textValue }), "text", alias)
+                    add(.boolArray(rows.rows.map { $0[index] == .null }), "bool", alias + "n")
+                    selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
+                case .optionalInt:
+                    add(.intArray(rows.rows.map { $0[index].intValue }), "int8", alias)
+                    add(.boolArray(rows.rows.map { $0[index] == .null }), "bool", alias + "n")
+                    selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
+                }
+            }
+            let sql =
+                "WITH \(name)(\(columnList)) AS (SELECT \(selects.joined(separator: ", ")) "
+                + "FROM UNNEST(\(arrays.joined(separator: ", "))) AS x(\(aliases.joined(separator: ", "))))"
+            return (sql, binds)
+        case .sqlite:
+            var tuples: [String] = []
+            tuples.reserveCapacity(rows.count)
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(rows.count * rows.columns.count)
+            var parameter = firstParameter
+            for row in rows.rows {
+                var placeholders: [String] = []
+                for value in row {
+                    placeholders.append("$\(parameter)")
+                    binds.append(value)
+                    parameter += 1
+                }
+                tuples.append("(" + placeholders.joined(separator: ", ") + ")")
+            }
+            return ("WITH \(name)(\(columnList)) AS (VALUES \(tuples.joined(separator: ", ")))", binds)
+        }
+    }
+}
+
+extension SQLValue {
+    /// The text of a text or null value (null becomes `""`, flagged separately by the caller).
+    fileprivate var textValue: String {
+        if case .text(let value) = self { return value }
+        return ""
+    }
+
+    /// The integer of an integer or null value (null becomes 0, flagged separately by the caller).
+    fileprivate var intValue: Int64 {
+        if case .int(let value) = self { return value }
+        return 0
+    }
+}
+
+extension String {
+    /// Rewrites `$<digits>` to `?<digits>` (SQLite's numbered parameters). The ledger's SQL holds
+    /// no `$` inside string literals, so a plain scan is exact.
+    fileprivate func replacingDollarPlaceholders() -> String {
+        var result = ""
+        result.reserveCapacity(utf8.count)
+        var previousWasDollar = false
+        for character in self {
+            if previousWasDollar {
+                result.append(character.isASCII && character.isNumber ? "?" : "$")
+                previousWasDollar = false
+            }
+            if character == "$" {
+                previousWasDollar = true
+            } else {
+                result.append(character)
+            }
+        }
+        if previousWasDollar { result.append("$") }
+        return result
+    }
+}

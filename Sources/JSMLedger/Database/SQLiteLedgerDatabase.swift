@@ -1,0 +1,187 @@
+import Logging
+import NIOCore
+import SQLiteNIO
+import Synchronization
+
+/// Where and how the ledger opens its SQLite file (the embedded default on one host).
+public struct SQLiteLedgerConfiguration: Sendable, Hashable {
+    /// The database file; created when missing.
+    public var path: String
+    /// How long a write waits for another process holding the file before the operation fails
+    /// with a retriable ``LedgerError``.
+    public var busyTimeout: Duration
+
+    /// Creates a configuration for the file at `path`.
+    public init(path: String, busyTimeout: Duration = .seconds(5)) {
+        self.path = path
+        self.busyTimeout = busyTimeout
+    }
+}
+
+/// The ledger on one SQLite connection: WAL journal, foreign keys on, a busy timeout for other
+/// processes, and one transaction at a time within this process (SQLite has one writer anyway).
+final class SQLiteLedgerDatabase: LedgerDatabase {
+    let dialect = SQLDialect.sqlite
+    private let connection: SQLiteConnection
+    private let gate = TransactionGate()
+
+    private init(connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    static func open(_ configuration: SQLiteLedgerConfiguration, logger: Logger) async throws(LedgerError)
+        -> SQLiteLedgerDatabase
+    {
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: configuration.path), logger: logger)
+        } catch {
+            throw Self.classify(error, operation: "open")
+        }
+        let milliseconds =
+            configuration.busyTimeout.components.seconds * 1000
+            + configuration.busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        do {
+            // busy_timeout replaces sqlite-nio's retry-forever busy handler with a bounded wait.
+            _ = try await connection.query("PRAGMA busy_timeout = \(max(0, milliseconds))")
+            _ = try await connection.query("PRAGMA journal_mode = WAL")
+            _ = try await connection.query("PRAGMA synchronous = NORMAL")
+            _ = try await connection.query("PRAGMA foreign_keys = ON")
+        } catch {
+            try? await connection.close()
+            throw Self.classify(error, operation: "open")
+        }
+        return SQLiteLedgerDatabase(connection: connection)
+    }
+
+    func close() async {
+        await gate.acquire()
+        try? await connection.close()
+        await gate.release()
+    }
+
+    func transaction<T: Sendable>(
+        _ operation: String, readOnly: Bool, _ body: @escaping @Sendable (any LedgerSession) async throws -> T
+    ) async throws(LedgerError) -> T {
+        await gate.acquire()
+        do {
+            let result = try await run(operation, readOnly: readOnly, body)
+            await gate.release()
+            return result
+        } catch {
+            await gate.release()
+            throw error
+        }
+    }
+
+    private func run<T: Sendable>(
+        _ operation: String, readOnly: Bool, _ body: @escaping @Sendable (any LedgerSession) async throws -> T
+    ) async throws(LedgerError) -> T {
+        let session = SQLiteSession(connection: connection)
+        do {
+            // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading.
+            _ = try await connection.query(readOnly ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE")
+        } catch {
+            throw Self.classify(error, operation: operation)
+        }
+        do {
+            let result = try await body(session)
+            _ = try await connection.query("COMMIT")
+            return result
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw Self.classify(error, operation: operation)
+        }
+    }
+
+    static func classify(_ error: any Error, operation: String) -> LedgerError {
+        if let error = error as? LedgerError { return error }
+        guard let error = error as? SQLiteError else {
+            return LedgerError(.database, operation: operation, "\(type(of: error)): \(error)")
+        }
+        // The connection reports extended result codes; their case names start with the basic code's.
+        let reason = "\(error.reason)"
+        if reason.hasPrefix("busy") || reason.hasPrefix("locked") {
+            return LedgerError(.transactionConflict, operation: operation, "the SQLite file is busy: \(error.message)")
+        }
+        if reason.hasPrefix("constraint") {
+            return LedgerError(.constraintViolation, operation: operation, error.message)
+        }
+        if reason.hasPrefix("cantOpen") || reason.hasPrefix("ioError") || reason.hasPrefix("full")
+            || reason.hasPrefix("readonly") || reason.hasPrefix("readOnly")
+        {
+            return LedgerError(.unavailable, operation: operation, "SQLite \(reason): \(error.message)")
+        }
+        return LedgerError(.database, operation: operation, "SQLite \(reason): \(error.message)")
+    }
+}
+
+/// The statements of one SQLite transaction.
+private struct SQLiteSession: LedgerSession {
+    let connection: SQLiteConnection
+    var dialect: SQLDialect { .sqlite }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        // The connection's own callback variant reads rows on its thread; the protocol's
+        // array-returning one hops to the event loop once per row, which costs more than the query.
+        let collector = RowCollector()
+        try await connection.query(dialect.statement(sql), binds.map(Self.bind)) { row in
+            let values = row.columns.map { Self.value($0.data) }
+            collector.rows.withLock { $0.append(SQLRow(values: values)) }
+        }
+        return collector.rows.withLock { $0 }
+    }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) async throws {
+        try await connection.query(dialect.statement(sql), binds.map(Self.bind)) { _ in }
+    }
+
+    private static func bind(_ value: SQLValue) -> SQLiteData {
+        switch value {
+        case .int(let value): return .integer(SQLiteInt64(value))
+        case .text(let value): return .text(value)
+        case .bytes(let value): return .blob(ByteBuffer(bytes: value))
+        case .null: return .null
+        case .intArray, .textArray, .boolArray:
+            preconditionFailure("array parameters are for PostgreSQL; SQLite statements use VALUES lists")
+        }
+    }
+
+    private static func value(_ data: SQLiteData) -> SQLValue {
+        switch data {
+        case .integer(let value): return .int(Int64(value))
+        case .float(let value): return .int(Int64(value))
+        case .text(let value): return .text(value)
+        case .blob(let buffer): return .bytes(Array(buffer.readableBytesView))
+        case .null: return .null
+        }
+    }
+}
+
+/// Rows handed over from SQLite's thread, one statement's worth.
+private final class RowCollector: Sendable {
+    let rows = Mutex<[SQLRow]>([])
+}
+
+/// A first-come, first-served lock for async code: SQLite transactions on one connection must
+/// not interleave, and an actor alone would let them interleave at every `await`.
+actor TransactionGate {
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard held else {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            held = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}

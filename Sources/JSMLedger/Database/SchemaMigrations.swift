@@ -1,0 +1,138 @@
+/// One versioned change to the ledger's tables.
+struct SchemaMigration: Sendable {
+    /// Applied in ascending order; never renumbered once released.
+    let version: Int64
+    /// What it does, recorded beside the version.
+    let name: String
+    /// DDL with `{BYTES}` and `{C}` placeholders (see ``SQLDialect/ddl(_:)``).
+    let statements: [String]
+}
+
+/// The ledger's schema history. Append a new version to change the tables; never edit a released one.
+enum LedgerSchema {
+    /// The newest version this program knows; a ledger at a higher version is refused.
+    static var currentVersion: Int64 { migrations.last?.version ?? 0 }
+
+    static let migrations: [SchemaMigration] = [
+        SchemaMigration(
+            version: 1, name: "migrations, projects, scope, references, batches, mappings",
+            statements: [
+                """
+                CREATE TABLE ledger_migrations (
+                    migration_id TEXT{C} PRIMARY KEY,
+                    site_id TEXT{C} NOT NULL,
+                    options_json TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('saved', 'running', 'complete', 'incomplete', 'failed')),
+                    phase TEXT NOT NULL CHECK (phase IN ('expand', 'migrate')),
+                    batch_size BIGINT NOT NULL CHECK (batch_size > 0),
+                    project_count BIGINT NOT NULL,
+                    batch_count BIGINT,
+                    identity_count BIGINT,
+                    created_by TEXT NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL,
+                    phase_changed_at_ms BIGINT,
+                    batches_cut_at_ms BIGINT
+                )
+                """,
+                "CREATE INDEX ledger_migrations_site ON ledger_migrations (site_id)",
+                """
+                CREATE TABLE ledger_projects (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    project_id BIGINT NOT NULL,
+                    project_key TEXT NOT NULL,
+                    project_name TEXT NOT NULL,
+                    service_project BIGINT NOT NULL,
+                    expanded_at_ms BIGINT,
+                    issues_scanned BIGINT,
+                    referenced_customers BIGINT,
+                    referenced_licensed_users BIGINT,
+                    referenced_formers BIGINT,
+                    claimed_customers BIGINT,
+                    claimed_licensed_users BIGINT,
+                    claimed_formers BIGINT,
+                    result {BYTES},
+                    PRIMARY KEY (migration_id, project_id)
+                )
+                """,
+                """
+                CREATE TABLE ledger_scope (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    user_key TEXT{C} NOT NULL,
+                    identity_class TEXT NOT NULL CHECK (identity_class IN ('customer', 'licensed_user', 'former')),
+                    identity_kind TEXT NOT NULL
+                        CHECK (identity_kind IN ('customer', 'licensed_user', 'deleted', 'inactive_directory')),
+                    user_name TEXT NOT NULL,
+                    display_name TEXT NOT NULL,
+                    raw_email TEXT,
+                    normalized_email TEXT{C} NOT NULL,
+                    directory_id BIGINT,
+                    directory_position BIGINT,
+                    active BIGINT NOT NULL,
+                    first_project_id BIGINT,
+                    claimed_at_ms BIGINT NOT NULL,
+                    batch_id TEXT{C},
+                    batch_sequence BIGINT,
+                    outcome TEXT
+                        CHECK (outcome IN ('created', 'linked', 'former', 'rejected', 'already_migrated')),
+                    flags BIGINT,
+                    PRIMARY KEY (migration_id, user_key)
+                )
+                """,
+                "CREATE INDEX ledger_scope_order ON ledger_scope (migration_id, normalized_email, user_key)",
+                // Serves a batch's identities in message order without a sort and without scanning the scope.
+                "CREATE INDEX ledger_scope_batch ON ledger_scope (migration_id, batch_id, normalized_email, user_key)",
+                "CREATE INDEX ledger_scope_first_project ON ledger_scope (migration_id, first_project_id)",
+                """
+                CREATE TABLE ledger_project_references (
+                    migration_id TEXT{C} NOT NULL,
+                    project_id BIGINT NOT NULL,
+                    user_key TEXT{C} NOT NULL,
+                    PRIMARY KEY (migration_id, project_id, user_key),
+                    FOREIGN KEY (migration_id, project_id) REFERENCES ledger_projects (migration_id, project_id),
+                    FOREIGN KEY (migration_id, user_key) REFERENCES ledger_scope (migration_id, user_key)
+                )
+                """,
+                "CREATE INDEX ledger_project_references_user ON ledger_project_references (migration_id, user_key)",
+                """
+                CREATE TABLE ledger_batches (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    batch_id TEXT{C} NOT NULL,
+                    method TEXT NOT NULL,
+                    sequence BIGINT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'parked', 'discarded')),
+                    identity_count BIGINT NOT NULL,
+                    attempts BIGINT NOT NULL DEFAULT 0,
+                    first_attempt_at_ms BIGINT,
+                    last_attempt_at_ms BIGINT,
+                    completed_at_ms BIGINT,
+                    last_error TEXT,
+                    result {BYTES},
+                    created_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (migration_id, batch_id),
+                    UNIQUE (migration_id, method, sequence)
+                )
+                """,
+                "CREATE INDEX ledger_batches_state ON ledger_batches (migration_id, state)",
+                """
+                CREATE TABLE ledger_mappings (
+                    site_id TEXT{C} NOT NULL,
+                    server_user_key TEXT{C} NOT NULL,
+                    cloud_account_id TEXT,
+                    account_type TEXT CHECK (account_type IN ('atlassian', 'customer')),
+                    outcome TEXT NOT NULL CHECK (outcome IN ('created', 'linked', 'former', 'rejected')),
+                    flags BIGINT NOT NULL,
+                    reason TEXT,
+                    migration_id TEXT{C} NOT NULL,
+                    batch_id TEXT{C} NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (site_id, server_user_key),
+                    CHECK (outcome NOT IN ('created', 'linked')
+                        OR (cloud_account_id IS NOT NULL AND cloud_account_id <> '' AND account_type IS NOT NULL))
+                )
+                """,
+                "CREATE INDEX ledger_mappings_migration ON ledger_mappings (migration_id)",
+            ])
+    ]
+}

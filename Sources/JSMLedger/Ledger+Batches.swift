@@ -1,0 +1,365 @@
+import JSMDomain
+
+extension Ledger {
+    static let batchColumns = """
+        migration_id, batch_id, method, sequence, state, identity_count, attempts, last_error,
+        first_attempt_at_ms, last_attempt_at_ms, completed_at_ms
+        """
+
+    static func batch(_ row: SQLRow, operation: String) throws(LedgerError) -> LedgerBatch {
+        guard let state = BatchState(rawValue: try row.text(4)) else {
+            throw LedgerError(.database, operation: operation, "batch \(try row.text(1)) has an unknown state")
+        }
+        return LedgerBatch(
+            migrationId: try row.text(0), batchId: try row.text(1), method: try row.text(2), sequence: try row.int(3),
+            state: state, identityCount: Int(try row.int(5)), attempts: Int(try row.int(6)),
+            lastError: row.optionalText(7), firstAttemptAtMilliseconds: row.optionalInt(8),
+            lastAttemptAtMilliseconds: row.optionalInt(9), completedAtMilliseconds: row.optionalInt(10))
+    }
+
+    /// A migration's batches in sequence order, optionally only those in `state`, from
+    /// `afterSequence` on, at most `limit`: what the producer publishes and `failed list` shows.
+    public func batches(
+        migrationId: String, state: BatchState? = nil, method: String = LedgerBatch.identityMethod,
+        afterSequence: Int64 = -1, limit: Int = 1000
+    ) async throws(LedgerError) -> [LedgerBatch] {
+        try await database.transaction("batches") { session in
+            var sql = "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND method = $2"
+            sql += " AND sequence > $3"
+            var binds: [SQLValue] = [.text(migrationId), .text(method), .int(afterSequence), .int(Int64(limit))]
+            if let state {
+                sql += " AND state = $5"
+                binds.append(.text(state.rawValue))
+            }
+            sql += " ORDER BY sequence LIMIT $4"
+            return try await session.query(sql, binds).map { row throws in try Ledger.batch(row, operation: "batches") }
+        }
+    }
+
+    /// One batch, or `nil`.
+    public func batch(migrationId: String, batchId: String) async throws(LedgerError) -> LedgerBatch? {
+        try await database.transaction("batch") { session in
+            try await session.first(
+                "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                [.text(migrationId), .text(batchId)]
+            ).map { row throws in try Ledger.batch(row, operation: "batch") }
+        }
+    }
+
+    /// The stored result of a batch that is done, or `nil` while it is not: a worker checks this
+    /// before calling the site, so a redelivered batch is answered without a second cloud call.
+    public func completedResult(migrationId: String, batchId: String) async throws(LedgerError) -> [UInt8]? {
+        let operation = "completedResult"
+        return try await database.transaction(operation, readOnly: true) { session in
+            guard
+                let row = try await session.first(
+                    "SELECT state, result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                    [.text(migrationId), .text(batchId)])
+            else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
+            guard try row.text(0) == BatchState.done.rawValue else { return nil }
+            return row.optionalBytes(1) ?? []
+        }
+    }
+
+    /// A batch with its identities, ordered by normalised email then user key: everything the
+    /// producer puts in the `IdentityBatch` message.
+    public func loadIdentityBatch(migrationId: String, batchId: String) async throws(LedgerError)
+        -> IdentityBatchContent
+    {
+        let operation = "loadIdentityBatch"
+        return try await database.transaction(operation) { session in
+            guard
+                let row = try await session.first(
+                    "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                    [.text(migrationId), .text(batchId)])
+            else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
+            let batch = try Ledger.batch(row, operation: operation)
+            let rows = try await session.query(
+                """
+                SELECT user_key, user_name, display_name, raw_email, directory_id, directory_position, active,
+                    identity_kind
+                FROM ledger_scope WHERE migration_id = $1 AND batch_id = $2 ORDER BY normalized_email, user_key
+                """, [.text(migrationId), .text(batchId)])
+            let identities = try rows.map { row throws in
+                guard let kind = IdentityKind(rawValue: try row.text(7)) else {
+                    throw LedgerError(.database, operation: operation, "an identity has an unknown kind")
+                }
+                return ServerIdentity(
+                    userKey: try row.text(0), userName: try row.text(1), displayName: try row.text(2),
+                    rawEmail: row.optionalText(3), directoryId: row.optionalInt(4),
+                    directoryPosition: row.optionalInt(5).map { Int($0) }, isActive: try row.int(6) != 0, kind: kind)
+            }
+            return IdentityBatchContent(batch: batch, identities: identities)
+        }
+    }
+
+    /// Accounts earlier migrations created or linked on this site for these user keys: an
+    /// identity found here is `already_migrated` and costs no site call.
+    public func priorMappings(siteId: String, userKeys: [String]) async throws(LedgerError) -> [String: PriorMapping] {
+        let keys = Array(Set(userKeys)).sorted()
+        return try await database.transaction("priorMappings") { session in
+            var found: [String: PriorMapping] = [:]
+            var start = 0
+            while start < keys.count {
+                let chunk = keys[start..<min(start + Ledger.bulkRowLimit, keys.count)]
+                start += chunk.count
+                var rows = BulkRows([("user_key", .text)])
+                for key in chunk { rows.append([.text(key)]) }
+                let (with, binds) = session.dialect.withRows(rows, firstParameter: 2)
+                let mapped = try await session.query(
+                    with + """
+                         SELECT m.server_user_key, m.cloud_account_id, m.account_type
+                        FROM ledger_mappings m JOIN u ON m.server_user_key = u.user_key
+                        WHERE m.site_id = $1 AND m.outcome IN ('created', 'linked')
+                        """, [.text(siteId)] + binds)
+                for row in mapped {
+                    guard let type = CloudAccountType(rawValue: try row.text(2)) else { continue }
+                    found[try row.text(0)] = PriorMapping(accountId: try row.text(1), accountType: type)
+                }
+            }
+            return found
+        }
+    }
+
+    /// Completes a batch in ONE transaction: the mapping rows, each identity's outcome in the
+    /// scope, the batch's state `done` and its stored result. Either all of it is committed or
+    /// none of it.
+    ///
+    /// Idempotent: completing a batch that is already done changes nothing and returns the stored
+    /// result (`replayed`), so a redelivered message is answered from it, with no second mapping
+    /// row and no second site call. A mapping row that holds an account (`created`, `linked`) is
+    /// never overwritten by a later migration; `former` and `rejected` rows are, so a later
+    /// migration can settle what an earlier one could not.
+    ///
+    /// - Parameters:
+    ///   - mappings: one per identity of the batch, each user key once.
+    ///   - result: the `BatchResult` bytes, stored for replies to redeliveries.
+    /// - Throws: `invalidRequest` when the mappings do not cover exactly the batch's identities,
+    ///   `constraintViolation` for an impossible row (e.g. `created` without an account); in both
+    ///   cases nothing is written.
+    public func completeBatch(
+        migrationId: String, batchId: String, mappings: [IdentityMapping], result: [UInt8]
+    ) async throws(LedgerError) -> BatchCompletion {
+        let operation = "completeBatch"
+        guard Set(mappings.map(\.userKey)).count == mappings.count else {
+            throw LedgerError(.invalidRequest, operation: operation, "batch \(batchId) names an identity twice")
+        }
+        // A fixed order, so that two transactions upserting overlapping rows never deadlock.
+        let sorted = mappings.sorted { $0.userKey < $1.userKey }
+        let now = self.now()
+        return try await database.transaction(operation) { session in
+            guard
+                let site = try await session.first(
+                    "SELECT site_id FROM ledger_migrations WHERE migration_id = $1", [.text(migrationId)])
+            else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
+            let siteId = try site.text(0)
+            // Locks the batch row: a concurrent completion of the same batch waits here, then finds it done.
+            let claimed = try await session.query(
+                """
+                UPDATE ledger_batches SET state = 'done', attempts = attempts + 1, completed_at_ms = $3,
+                    first_attempt_at_ms = COALESCE(first_attempt_at_ms, $3), last_attempt_at_ms = $3,
+                    last_error = NULL, result = $4
+                WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
+                RETURNING identity_count
+                """, [.text(migrationId), .text(batchId), .int(now), .bytes(result)])
+            guard let batch = claimed.first else {
+                guard
+                    let stored = try await session.first(
+                        "SELECT state, result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                        [.text(migrationId), .text(batchId)])
+                else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
+                return BatchCompletion(replayed: true, result: stored.optionalBytes(1) ?? [])
+            }
+            let identityCount = try batch.int(0)
+            guard identityCount == Int64(sorted.count) else {
+                throw LedgerError(
+                    .invalidRequest, operation: operation,
+                    "batch \(batchId) has \(identityCount) identities but the completion has \(sorted.count) results")
+            }
+            var start = 0
+            while start < sorted.count {
+                let chunk = sorted[start..<min(start + Ledger.bulkRowLimit, sorted.count)]
+                start += chunk.count
+                let toMap = chunk.filter { $0.outcome != .alreadyMigrated }
+                if !toMap.isEmpty {
+                    var rows = BulkRows([
+                        ("user_key", .text), ("account_id", .optionalText), ("account_type", .optionalText),
+                        ("outcome", .text), ("flags", .int), ("reason", .optionalText),
+                    ])
+                    for mapping in toMap {
+                        rows.append([
+                            .text(mapping.userKey), .optionalText(mapping.accountId),
+                            .optionalText(mapping.accountType?.rawValue), .text(mapping.outcome.rawValue),
+                            .int(Int64(mapping.flags.rawValue)), .optionalText(mapping.reason),
+                        ])
+                    }
+                    let (with, binds) = session.dialect.withRows(rows, firstParameter: 5)
+                    try await session.execute(
+                        with + """
+                             INSERT INTO ledger_mappings (site_id, server_user_key, cloud_account_id, account_type,
+                                outcome, flags, reason, migration_id, batch_id, created_at_ms, updated_at_ms)
+                            SELECT $1, user_key, account_id, account_type, outcome, flags, reason, $2, $3,
+                                CAST($4 AS BIGINT), CAST($4 AS BIGINT)
+                            FROM u WHERE true
+                            ON CONFLICT (site_id, server_user_key) DO UPDATE SET
+                                cloud_account_id = excluded.cloud_account_id, account_type = excluded.account_type,
+                                outcome = excluded.outcome, flags = excluded.flags, reason = excluded.reason,
+                                migration_id = excluded.migration_id, batch_id = excluded.batch_id,
+                                updated_at_ms = excluded.updated_at_ms
+                            WHERE ledger_mappings.outcome NOT IN ('created', 'linked')
+                            """, [.text(siteId), .text(migrationId), .text(batchId), .int(now)] + binds)
+                }
+                var outcomes = BulkRows([("user_key", .text), ("outcome", .text), ("flags", .int)])
+                for mapping in chunk {
+                    outcomes.append([
+                        .text(mapping.userKey), .text(mapping.outcome.rawValue), .int(Int64(mapping.flags.rawValue)),
+                    ])
+                }
+                let (with, binds) = session.dialect.withRows(outcomes, firstParameter: 3)
+                let decided = try await session.query(
+                    with + """
+                         UPDATE ledger_scope SET outcome = u.outcome, flags = u.flags FROM u
+                        WHERE ledger_scope.migration_id = $1 AND ledger_scope.batch_id = $2
+                          AND ledger_scope.user_key = u.user_key
+                        RETURNING ledger_scope.user_key
+                        """, [.text(migrationId), .text(batchId)] + binds)
+                guard decided.count == chunk.count else {
+                    throw LedgerError(
+                        .invalidRequest, operation: operation,
+                        "\(chunk.count - decided.count) results of batch \(batchId) name identities not in it")
+                }
+            }
+            return BatchCompletion(replayed: false, result: result)
+        }
+    }
+
+    /// Records a failed attempt at a batch that is not done: attempts + 1, the error (one line,
+    /// at most 1000 characters), the attempt's time. Returns the batch as it now stands.
+    @discardableResult
+    public func recordFailedAttempt(migrationId: String, batchId: String, error: String) async throws(LedgerError)
+        -> LedgerBatch
+    {
+        let operation = "recordFailedAttempt"
+        let line = Ledger.oneLine(error)
+        let now = self.now()
+        return try await database.transaction(operation) { session in
+            try await session.execute(
+                """
+                UPDATE ledger_batches SET attempts = attempts + 1, last_error = $3,
+                    first_attempt_at_ms = COALESCE(first_attempt_at_ms, $4), last_attempt_at_ms = $4
+                WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
+                """, [.text(migrationId), .text(batchId), .text(line), .int(now)])
+            return try await Ledger.requireBatch(session, migrationId, batchId, operation: operation)
+        }
+    }
+
+    /// Parks a pending batch (its retries ran out, or it cannot be processed); returns whether it moved.
+    @discardableResult
+    public func parkBatch(migrationId: String, batchId: String, error: String) async throws(LedgerError) -> Bool {
+        try await moveBatch(
+            "parkBatch", migrationId, batchId, to: .parked, from: [.pending], error: Ledger.oneLine(error))
+    }
+
+    /// Discards a pending or parked batch on an operator's order; its identities stay unaccounted
+    /// for, so the migration ends incomplete. Returns whether it moved.
+    @discardableResult
+    public func discardBatch(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
+        try await moveBatch(
+            "discardBatch", migrationId, batchId, to: .discarded, from: [.pending, .parked], error: nil)
+    }
+
+    /// Puts a parked or discarded batch back to pending for `failed retry`; returns whether it moved.
+    @discardableResult
+    public func requeueBatch(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
+        try await moveBatch(
+            "requeueBatch", migrationId, batchId, to: .pending, from: [.parked, .discarded], error: nil)
+    }
+
+    private func moveBatch(
+        _ operation: String, _ migrationId: String, _ batchId: String, to state: BatchState, from: [BatchState],
+        error: String?
+    ) async throws(LedgerError) -> Bool {
+        return try await database.transaction(operation) { session in
+            let list = from.enumerated().map { "$\($0.offset + 5)" }.joined(separator: ", ")
+            let moved = try await session.query(
+                """
+                UPDATE ledger_batches SET state = $3, last_error = COALESCE($4, last_error)
+                WHERE migration_id = $1 AND batch_id = $2 AND state IN (\(list)) RETURNING batch_id
+                """,
+                [.text(migrationId), .text(batchId), .text(state.rawValue), .optionalText(error)]
+                    + from.map { .text($0.rawValue) })
+            if !moved.isEmpty { return true }
+            _ = try await Ledger.requireBatch(session, migrationId, batchId, operation: operation)
+            return false
+        }
+    }
+
+    static func requireBatch(_ session: any LedgerSession, _ migrationId: String, _ batchId: String, operation: String)
+        async throws -> LedgerBatch
+    {
+        guard
+            let row = try await session.first(
+                "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                [.text(migrationId), .text(batchId)])
+        else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
+        return try Ledger.batch(row, operation: operation)
+    }
+
+    static func oneLine(_ text: String) -> String {
+        let flat = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return flat.count > 1000 ? String(flat.prefix(1000)) : flat
+    }
+
+    // MARK: Mapping rows
+
+    /// The mapping row of one identity on a site, or `nil`.
+    public func mapping(siteId: String, userKey: String) async throws(LedgerError) -> MappingRecord? {
+        try await mappings(siteId: siteId, afterUserKey: nil, limit: 1, only: userKey).first
+    }
+
+    /// A site's mapping rows ordered by user key, after `afterUserKey`, at most `limit`: the
+    /// mapping export a data migration uses to relink requests, read page by page.
+    public func mappings(siteId: String, afterUserKey: String? = nil, limit: Int = 1000) async throws(LedgerError)
+        -> [MappingRecord]
+    {
+        try await mappings(siteId: siteId, afterUserKey: afterUserKey, limit: limit, only: nil)
+    }
+
+    private func mappings(siteId: String, afterUserKey: String?, limit: Int, only: String?) async throws(LedgerError)
+        -> [MappingRecord]
+    {
+        let operation = "mappings"
+        return try await database.transaction(operation) { session in
+            var sql = """
+                SELECT site_id, server_user_key, cloud_account_id, account_type, outcome, flags, reason, migration_id,
+                    batch_id
+                FROM ledger_mappings WHERE site_id = $1 AND server_user_key > $2
+                """
+            var binds: [SQLValue] = [.text(siteId), .text(afterUserKey ?? ""), .int(Int64(limit))]
+            if let only {
+                sql += " AND server_user_key = $4"
+                binds.append(.text(only))
+            }
+            sql += " ORDER BY server_user_key LIMIT $3"
+            return try await session.query(sql, binds).map { row throws in
+                guard let outcome = Outcome(rawValue: try row.text(4)) else {
+                    throw LedgerError(.database, operation: operation, "a mapping row has an unknown outcome")
+                }
+                return MappingRecord(
+                    siteId: try row.text(0), userKey: try row.text(1), accountId: row.optionalText(2),
+                    accountType: row.optionalText(3).flatMap(CloudAccountType.init(rawValue:)), outcome: outcome,
+                    flags: OutcomeFlags(rawValue: UInt8(truncatingIfNeeded: try row.int(5))),
+                    reason: row.optionalText(6), migrationId: try row.text(7), batchId: try row.text(8))
+            }
+        }
+    }
+
+    /// Number of mapping rows on a site.
+    public func mappingCount(siteId: String) async throws(LedgerError) -> Int {
+        try await database.transaction("mappingCount") { session in
+            Int(
+                try await session.first("SELECT COUNT(*) FROM ledger_mappings WHERE site_id = $1", [.text(siteId)])?
+                    .int(0) ?? 0)
+        }
+    }
+}

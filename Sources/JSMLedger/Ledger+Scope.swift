@@ -1,0 +1,204 @@
+import JSMDomain
+
+extension Ledger {
+    /// Rows per set-based statement: one UNNEST (PostgreSQL) or VALUES list (SQLite) per 500 rows.
+    static let bulkRowLimit = 500
+
+    /// Claims identities into a migration's scope, in one transaction. A claim is idempotent:
+    /// an identity already claimed (by any project, or by the producer) is not counted again, so
+    /// each identity is in scope once however many projects reference it or how often a message
+    /// is delivered. With a `projectId`, the identities are also recorded as that project's
+    /// references, the base of its per-project totals.
+    ///
+    /// - Parameters:
+    ///   - projectId: the selected project whose issues reference the identities; `nil` for the
+    ///     producer's claims of the `all` options.
+    ///   - identities: in-scope identities; a user key given twice counts once.
+    /// - Throws: `invalidRequest` once the scope has been cut into batches (a late claim would be
+    ///   in no batch), `notFound` for an unknown migration or project.
+    @discardableResult
+    public func claimScope(
+        migrationId: String, projectId: Int64? = nil, identities: [ServerIdentity]
+    ) async throws(LedgerError) -> ScopeClaim {
+        let operation = "claimScope"
+        var seen = Set<String>(minimumCapacity: identities.count)
+        let unique = identities.filter { seen.insert($0.userKey).inserted }
+        let now = self.now()
+        return try await database.transaction(operation) { session in
+            guard
+                let phase = try await session.first(
+                    "SELECT phase FROM ledger_migrations WHERE migration_id = $1" + session.dialect.forShare,
+                    [.text(migrationId)])
+            else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
+            guard try phase.text(0) == MigrationPhase.expand.rawValue else {
+                throw LedgerError(
+                    .invalidRequest, operation: operation,
+                    "migration \(migrationId) is past its expand phase: its scope is cut and closed to claims")
+            }
+            if let projectId {
+                try await Ledger.requireProject(session, migrationId, projectId, operation: operation)
+            }
+            var counts = ScopeCounts()
+            var start = 0
+            while start < unique.count {
+                let chunk = unique[start..<min(start + Ledger.bulkRowLimit, unique.count)]
+                start += chunk.count
+                var rows = BulkRows([
+                    ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
+                    ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),
+                    ("directory_id", .optionalInt), ("directory_position", .optionalInt), ("active", .int),
+                ])
+                for identity in chunk {
+                    rows.append([
+                        .text(identity.userKey), .text(ScopeCategory(identity.kind).rawValue),
+                        .text(identity.kind.rawValue), .text(identity.userName), .text(identity.displayName),
+                        .optionalText(identity.rawEmail), .text(identity.email?.value ?? ""),
+                        .optionalInt(identity.directoryId), .optionalInt(identity.directoryPosition.map(Int64.init)),
+                        .int(identity.isActive ? 1 : 0),
+                    ])
+                }
+                let (with, binds) = session.dialect.withRows(rows, firstParameter: 4)
+                let inserted = try await session.query(
+                    with + """
+                         INSERT INTO ledger_scope (migration_id, user_key, identity_class, identity_kind, user_name,
+                            display_name, raw_email, normalized_email, directory_id, directory_position, active,
+                            first_project_id, claimed_at_ms)
+                        SELECT $1, user_key, identity_class, identity_kind, user_name, display_name, raw_email,
+                            normalized_email, directory_id, directory_position, active, CAST($2 AS BIGINT),
+                            CAST($3 AS BIGINT)
+                        FROM u WHERE true
+                        ON CONFLICT (migration_id, user_key) DO NOTHING
+                        RETURNING identity_class
+                        """, [.text(migrationId), .optionalInt(projectId), .int(now)] + binds)
+                for row in inserted {
+                    switch ScopeCategory(rawValue: try row.text(0)) {
+                    case .customer: counts.customers += 1
+                    case .licensedUser: counts.licensedUsers += 1
+                    case .former: counts.formers += 1
+                    case nil: break
+                    }
+                }
+                if let projectId {
+                    var references = BulkRows([("user_key", .text)])
+                    for identity in chunk { references.append([.text(identity.userKey)]) }
+                    let (with, binds) = session.dialect.withRows(references, firstParameter: 3)
+                    try await session.execute(
+                        with + """
+                             INSERT INTO ledger_project_references (migration_id, project_id, user_key)
+                            SELECT $1, CAST($2 AS BIGINT), user_key FROM u WHERE true
+                            ON CONFLICT (migration_id, project_id, user_key) DO NOTHING
+                            """, [.text(migrationId), .int(projectId)] + binds)
+                }
+            }
+            return ScopeClaim(newlyClaimed: counts, identitiesGiven: unique.count)
+        }
+    }
+
+    /// Records that a project is expanded, once: its reference and first-claim counts are
+    /// computed from the ledger's rows, `makeResult` builds the `ProjectResult` bytes from them,
+    /// and both are stored. A redelivered expansion changes nothing and gets the stored bytes.
+    public func recordProjectExpanded(
+        migrationId: String, projectId: Int64, issuesScanned: Int64,
+        makeResult: @escaping @Sendable (ProjectExpansion) throws -> [UInt8]
+    ) async throws(LedgerError) -> ProjectExpansionRecord {
+        let operation = "recordProjectExpanded"
+        let now = self.now()
+        return try await database.transaction(operation) { session in
+            let forUpdate = session.dialect == .postgres ? " FOR UPDATE" : ""
+            guard
+                let project = try await session.first(
+                    """
+                    SELECT expanded_at_ms, issues_scanned, referenced_customers, referenced_licensed_users,
+                        referenced_formers, claimed_customers, claimed_licensed_users, claimed_formers, result
+                    FROM ledger_projects WHERE migration_id = $1 AND project_id = $2
+                    """ + forUpdate, [.text(migrationId), .int(projectId)])
+            else {
+                throw LedgerError(
+                    .notFound, operation: operation, "no project \(projectId) in migration \(migrationId)")
+            }
+            if project.optionalInt(0) != nil {
+                let expansion = ProjectExpansion(
+                    projectId: projectId,
+                    referenced: ScopeCounts(
+                        customers: Int(try project.int(2)), licensedUsers: Int(try project.int(3)),
+                        formers: Int(try project.int(4))),
+                    claimed: ScopeCounts(
+                        customers: Int(try project.int(5)), licensedUsers: Int(try project.int(6)),
+                        formers: Int(try project.int(7))),
+                    issuesScanned: try project.int(1))
+                return ProjectExpansionRecord(
+                    expansion: expansion, result: project.optionalBytes(8) ?? [], replayed: true)
+            }
+            let referenced = try await Ledger.countsByCategory(
+                session,
+                """
+                SELECT s.identity_class, COUNT(*) FROM ledger_project_references r
+                JOIN ledger_scope s ON s.migration_id = r.migration_id AND s.user_key = r.user_key
+                WHERE r.migration_id = $1 AND r.project_id = $2 GROUP BY s.identity_class
+                """, [.text(migrationId), .int(projectId)])
+            let claimed = try await Ledger.countsByCategory(
+                session,
+                """
+                SELECT identity_class, COUNT(*) FROM ledger_scope
+                WHERE migration_id = $1 AND first_project_id = $2 GROUP BY identity_class
+                """, [.text(migrationId), .int(projectId)])
+            let expansion = ProjectExpansion(
+                projectId: projectId, referenced: referenced, claimed: claimed, issuesScanned: issuesScanned)
+            let result = try makeResult(expansion)
+            try await session.execute(
+                """
+                UPDATE ledger_projects SET expanded_at_ms = $3, issues_scanned = $4,
+                    referenced_customers = $5, referenced_licensed_users = $6, referenced_formers = $7,
+                    claimed_customers = $8, claimed_licensed_users = $9, claimed_formers = $10, result = $11
+                WHERE migration_id = $1 AND project_id = $2
+                """,
+                [
+                    .text(migrationId), .int(projectId), .int(now), .int(issuesScanned),
+                    .int(Int64(referenced.customers)), .int(Int64(referenced.licensedUsers)),
+                    .int(Int64(referenced.formers)), .int(Int64(claimed.customers)),
+                    .int(Int64(claimed.licensedUsers)), .int(Int64(claimed.formers)), .bytes(result),
+                ])
+            return ProjectExpansionRecord(expansion: expansion, result: result, replayed: false)
+        }
+    }
+
+    /// Selected projects not expanded yet, by id: what the aggregator waits for.
+    public func pendingProjects(migrationId: String) async throws(LedgerError) -> [Int64] {
+        try await database.transaction("pendingProjects") { session in
+            try await session.query(
+                """
+                SELECT project_id FROM ledger_projects WHERE migration_id = $1 AND expanded_at_ms IS NULL
+                ORDER BY project_id
+                """, [.text(migrationId)]
+            ).map { row throws in try row.int(0) }
+        }
+    }
+
+    static func countsByCategory(_ session: any LedgerSession, _ sql: String, _ binds: [SQLValue]) async throws
+        -> ScopeCounts
+    {
+        var counts = ScopeCounts()
+        for row in try await session.query(sql, binds) {
+            let count = Int(try row.int(1))
+            switch ScopeCategory(rawValue: try row.text(0)) {
+            case .customer: counts.customers += count
+            case .licensedUser: counts.licensedUsers += count
+            case .former: counts.formers += count
+            case nil: break
+            }
+        }
+        return counts
+    }
+
+    static func requireProject(
+        _ session: any LedgerSession, _ migrationId: String, _ projectId: Int64, operation: String
+    ) async throws {
+        guard
+            try await session.first(
+                "SELECT 1 FROM ledger_projects WHERE migration_id = $1 AND project_id = $2",
+                [.text(migrationId), .int(projectId)]) != nil
+        else {
+            throw LedgerError(.notFound, operation: operation, "no project \(projectId) in migration \(migrationId)")
+        }
+    }
+}
