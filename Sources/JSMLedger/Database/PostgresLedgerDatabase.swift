@@ -160,8 +160,29 @@ final class PostgresLedgerDatabase: LedgerDatabase {
             try await connection.query("COMMIT", logger: logger)
             return result
         } catch {
-            _ = try? await connection.query("ROLLBACK", logger: logger)
+            // A connection the server ended (FATAL, e.g. pg_terminate_backend or a restart) has
+            // already rolled back; a ROLLBACK sent on it can wait forever in postgres-nio while the
+            // close is being processed, so it is only sent on a connection that is still usable.
+            if !Self.connectionEnded(by: error, connection) {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+            }
             throw error
+        }
+    }
+
+    /// Whether `error` ended the connection: the server said FATAL or PANIC, or the client lost it.
+    static func connectionEnded(by error: any Error, _ connection: PostgresConnection) -> Bool {
+        if connection.isClosed { return true }
+        guard let error = error as? PSQLError else { return false }
+        switch error.code {
+        case .server:
+            let severity = error.serverInfo?[.severity] ?? ""
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return severity == "FATAL" || severity == "PANIC" || state.hasPrefix("08") || state.hasPrefix("57P")
+        case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection:
+            return true
+        default:
+            return false
         }
     }
 
