@@ -161,10 +161,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The migration end to end: producer (start), workers, aggregator, report and verify.
+        .target(
+            name: "JSMPipeline",
+            dependencies: [
+                "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMLedger", "JSMCloud",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "jsm-migrate",
             dependencies: [
                 "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMSourceFixtures", "JSMCloudSite",
+                "JSMPipeline", "JSMLedger", "JSMCloud",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -206,6 +219,15 @@ let package = Package(
         .testTarget(
             name: "JSMLedgerTests",
             dependencies: ["JSMLedger", "JSMDomain", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "JSMPipelineTests",
+            dependencies: [
+                "jsm-migrate", "JSMPipeline", "JSMLedger", "JSMSource", "JSMSourceFixtures", "JSMCloud", "JSMCloudSite",
+                "JSMDomain", "JSMContracts", "JSMServices", "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "CLITests", dependencies: ["jsm-migrate"], swiftSettings: strict),

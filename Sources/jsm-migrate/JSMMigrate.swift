@@ -7,7 +7,10 @@ struct JSMMigrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jsm-migrate",
         abstract: "Migrate Jira Service Management customers and users from Server/Data Center to Cloud.",
-        subcommands: [DemoCommand.self, BrokerCommand.self, GenerateSourceCommand.self, CloudSiteCommand.self])
+        subcommands: [
+            DemoCommand.self, StartCommand.self, WorkerCommand.self, AggregatorCommand.self, BrokerCommand.self,
+            GenerateSourceCommand.self, CloudSiteCommand.self,
+        ])
 }
 
 /// Options every subcommand shares.

@@ -133,6 +133,12 @@ enum LedgerSchema {
                 )
                 """,
                 "CREATE INDEX ledger_mappings_migration ON ledger_mappings (migration_id)",
-            ])
+            ]),
+        SchemaMigration(
+            version: 2, name: "batch publication, so a crashed publisher resumes where it stopped",
+            statements: [
+                "ALTER TABLE ledger_batches ADD COLUMN published_at_ms BIGINT",
+                "CREATE INDEX ledger_batches_unpublished ON ledger_batches (migration_id, published_at_ms, sequence)",
+            ]),
     ]
 }

@@ -305,7 +305,8 @@ public struct OutcomeTally: Sendable, Hashable {
     /// The reconciliation invariant for this tally.
     public var balances: Bool { inScope == accountedFor }
 
-    mutating func add(outcome: Outcome?, count: Int) {
+    /// Counts `count` identities in scope with `outcome` (`nil`: not decided yet).
+    public mutating func add(outcome: Outcome?, count: Int) {
         inScope += count
         switch outcome {
         case .created: created += count

@@ -1,0 +1,82 @@
+extension Ledger {
+    /// Pending batches whose message has not been confirmed by the broker yet, in sequence order,
+    /// at most `limit`: what a producer (or an aggregator that won the phase change) publishes,
+    /// and what one that crashed half way publishes after its restart, without repeating the rest.
+    public func unpublishedBatches(
+        migrationId: String, method: String = LedgerBatch.identityMethod, limit: Int = 1000
+    ) async throws(LedgerError) -> [LedgerBatch] {
+        try await database.transaction("unpublishedBatches") { session in
+            try await session.query(
+                """
+                SELECT \(Ledger.batchColumns) FROM ledger_batches
+                WHERE migration_id = $1 AND method = $2 AND state = 'pending' AND published_at_ms IS NULL
+                ORDER BY sequence LIMIT $3
+                """, [.text(migrationId), .text(method), .int(Int64(limit))]
+            ).map { row throws in try Ledger.batch(row, operation: "unpublishedBatches") }
+        }
+    }
+
+    /// Records that the broker confirmed the messages of these batches.
+    public func markPublished(migrationId: String, batchIds: [String]) async throws(LedgerError) {
+        guard !batchIds.isEmpty else { return }
+        let now = self.now()
+        try await database.transaction("markPublished") { session in
+            var start = 0
+            while start < batchIds.count {
+                let chunk = batchIds[start..<min(start + Ledger.bulkRowLimit, batchIds.count)]
+                start += chunk.count
+                var rows = BulkRows([("batch_id", .text)])
+                for id in chunk { rows.append([.text(id)]) }
+                let (with, binds) = session.dialect.withRows(rows, firstParameter: 3)
+                try await session.execute(
+                    with + """
+                         UPDATE ledger_batches SET published_at_ms = CAST($2 AS BIGINT)
+                        WHERE migration_id = $1 AND batch_id IN (SELECT batch_id FROM u)
+                        """, [.text(migrationId), .int(now)] + binds)
+            }
+        }
+    }
+
+    /// Forgets that a batch was published, so that the next publishing pass sends it again (an
+    /// operator retrying a parked batch). Returns whether the batch exists.
+    @discardableResult
+    public func markUnpublished(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
+        try await database.transaction("markUnpublished") { session in
+            try await session.query(
+                """
+                UPDATE ledger_batches SET published_at_ms = NULL
+                WHERE migration_id = $1 AND batch_id = $2 RETURNING batch_id
+                """, [.text(migrationId), .text(batchId)]
+            ).isEmpty == false
+        }
+    }
+
+    /// Batches of a migration per state, e.g. to tell when every batch has ended one way or another.
+    public func batchStateCounts(
+        migrationId: String, method: String = LedgerBatch.identityMethod
+    ) async throws(LedgerError) -> [BatchState: Int] {
+        try await database.transaction("batchStateCounts", readOnly: true) { session in
+            var counts: [BatchState: Int] = [:]
+            for row in try await session.query(
+                "SELECT state, COUNT(*) FROM ledger_batches WHERE migration_id = $1 AND method = $2 GROUP BY state",
+                [.text(migrationId), .text(method)])
+            {
+                if let state = BatchState(rawValue: try row.text(0)) { counts[state] = Int(try row.int(1)) }
+            }
+            return counts
+        }
+    }
+
+    /// Ids of the migrations in one of `states`, oldest first: what an aggregator resumes after a restart.
+    public func migrationIds(inStates states: Set<MigrationState>) async throws(LedgerError) -> [String] {
+        let list = states.map(\.rawValue).sorted()
+        guard !list.isEmpty else { return [] }
+        return try await database.transaction("migrationIds", readOnly: true) { session in
+            let placeholders = list.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+            return try await session.query(
+                "SELECT migration_id FROM ledger_migrations WHERE state IN (\(placeholders)) ORDER BY created_at_ms",
+                list.map(SQLValue.text)
+            ).map { row throws in try row.text(0) }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import JSMCloud
+import JSMLedger
+import JSMSource
+import Logging
+import PostgresNIO
+
+/// Where the ledger lives, as an operator spells it: `sqlite:PATH` (one host, the embedded
+/// default) or `postgres` / `postgres:SCHEMA` (workers on several hosts; connection settings from
+/// `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`).
+public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
+    /// The two kinds of ledger.
+    public enum Kind: Sendable, Hashable {
+        /// A SQLite file.
+        case sqlite(path: String)
+        /// A PostgreSQL schema.
+        case postgres(schema: String)
+    }
+
+    /// Which ledger.
+    public let kind: Kind
+
+    /// Parses `sqlite:PATH`, `postgres` or `postgres:SCHEMA`; `nil` for anything else.
+    public init?(_ text: String) {
+        if text.hasPrefix("sqlite:"), text.count > "sqlite:".count {
+            kind = .sqlite(path: String(text.dropFirst("sqlite:".count)))
+        } else if text == "postgres" {
+            kind = .postgres(schema: "jsm_ledger")
+        } else if text.hasPrefix("postgres:"), text.count > "postgres:".count {
+            kind = .postgres(schema: String(text.dropFirst("postgres:".count)))
+        } else {
+            return nil
+        }
+    }
+
+    /// The spelling it was parsed from (no secret is ever part of it).
+    public var description: String {
+        switch kind {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let schema): "postgres:\(schema)"
+        }
+    }
+
+    /// Opens the ledger (bringing its schema up to date), runs `body`, and closes it.
+    public func withLedger<T: Sendable>(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "jsm.ledger"), _ body: (Ledger) async throws -> T
+    ) async throws -> T {
+        switch kind {
+        case .sqlite(let path):
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            return try await Ledger.withSQLite(SQLiteLedgerConfiguration(path: path), logger: logger, body)
+        case .postgres(let schema):
+            let configuration = PostgresLedgerConfiguration(environment: environment, schema: schema)
+            return try await Ledger.withPostgres(configuration, logger: logger, body)
+        }
+    }
+}
+
+/// Where the Jira Server/DC database is read from: `sqlite:PATH` or `postgres:SCHEMA` (the schema
+/// holding the Jira tables; connection settings from the `POSTGRES_*` variables).
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    /// The two kinds of source.
+    public enum Kind: Sendable, Hashable {
+        /// A SQLite file with Jira's tables.
+        case sqlite(path: String)
+        /// A PostgreSQL schema with Jira's tables.
+        case postgres(schema: String)
+    }
+
+    /// Which source.
+    public let kind: Kind
+
+    /// Parses `sqlite:PATH` or `postgres:SCHEMA`; `nil` for anything else.
+    public init?(_ text: String) {
+        if text.hasPrefix("sqlite:"), text.count > "sqlite:".count {
+            kind = .sqlite(path: String(text.dropFirst("sqlite:".count)))
+        } else if text.hasPrefix("postgres:"), text.count > "postgres:".count {
+            kind = .postgres(schema: String(text.dropFirst("postgres:".count)))
+        } else {
+            return nil
+        }
+    }
+
+    /// The spelling it was parsed from.
+    public var description: String {
+        switch kind {
+        case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let schema): "postgres:\(schema)"
+        }
+    }
+
+    /// Opens the source read-only, checks that it is a Jira database (naming what is missing when
+    /// it is not), runs `body`, and closes it.
+    public func withSource<T: Sendable>(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        logger: Logger = Logger(label: "jsm.source"), _ body: (JiraSource) async throws -> T
+    ) async throws -> T {
+        switch kind {
+        case .sqlite(let path):
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw SourceError(.invalidRequest, "the source database \(path) does not exist")
+            }
+            let database = try await SQLiteSourceDatabase.open(path: path, threads: 2, logger: logger)
+            do {
+                let source = JiraSource(database: database)
+                try await source.checkSchema()
+                let result = try await body(source)
+                try await database.close()
+                return result
+            } catch {
+                try? await database.close()
+                throw error
+            }
+        case .postgres(let schema):
+            let configuration = try PostgresSourceDatabase.configuration(fromEnvironment: environment)
+            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                let source = JiraSource(
+                    database: PostgresSourceDatabase(client: client, schema: schema, logger: logger))
+                try await source.checkSchema()
+                return try await body(source)
+            }
+        }
+    }
+}
+
+/// The cloud site workers write to: its REST base URL, the account the API token belongs to, and
+/// the token (read from a file or `JSM_SITE_TOKEN`, never from the command line).
+public struct SiteLocation: Sendable, CustomStringConvertible {
+    /// `https://your-site.atlassian.net`, or the local site's `http://127.0.0.1:PORT`.
+    public let baseURL: String
+    /// The email of the account the token belongs to (basic auth user).
+    public let userEmail: String
+    /// The API token; never printed.
+    public let apiToken: String
+    /// The ledger's name for the site: mappings are kept per site id.
+    public let siteId: String
+    /// Concurrent requests per process.
+    public var maxConcurrentRequests: Int
+
+    /// Describes a site; `siteId` defaults to the URL's host and port.
+    public init(
+        baseURL: String, userEmail: String, apiToken: String, siteId: String? = nil, maxConcurrentRequests: Int = 64
+    ) {
+        let trimmed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.baseURL = trimmed
+        self.userEmail = userEmail
+        self.apiToken = apiToken
+        self.siteId =
+            siteId ?? URL(string: trimmed).map { url in
+                (url.host ?? trimmed) + (url.port.map { ":\($0)" } ?? "")
+            } ?? trimmed
+        self.maxConcurrentRequests = maxConcurrentRequests
+    }
+
+    /// The token from `file` when given, else from `JSM_SITE_TOKEN`.
+    public static func readToken(file: String?, environment: [String: String]) throws -> String {
+        if let file {
+            let token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw PipelineError(.invalidOptions, "the token file \(file) is empty") }
+            return token
+        }
+        if let token = environment["JSM_SITE_TOKEN"], !token.isEmpty { return token }
+        throw PipelineError(.invalidOptions, "no site API token: pass --site-token-file PATH or set JSM_SITE_TOKEN")
+    }
+
+    /// The adapter's configuration.
+    public var configuration: AtlassianCloudConfiguration {
+        var configuration = AtlassianCloudConfiguration(baseURL: baseURL, userEmail: userEmail, apiToken: apiToken)
+        configuration.maxConcurrentRequests = maxConcurrentRequests
+        return configuration
+    }
+
+    /// `site <id> at <url>`, without the token.
+    public var description: String { "site \(siteId) at \(baseURL)" }
+
+    /// Runs `body` with an adapter for this site and shuts its HTTP client down afterwards.
+    public func withSite<T: Sendable>(
+        metrics: CloudSiteMetrics = CloudSiteMetrics(), logger: Logger = Logger(label: "jsm.cloud"),
+        _ body: (AtlassianCloudSite) async throws -> T
+    ) async throws -> T {
+        try await AtlassianCloudSite.withSite(configuration: configuration, metrics: metrics, logger: logger, body)
+    }
+}
+
+/// An error of the pipeline's own (options, state), with a code operators and tests can match.
+public struct PipelineError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of problem.
+    public enum Code: String, Sendable, Hashable {
+        /// Options that contradict each other or name something that does not exist.
+        case invalidOptions = "invalid_options"
+        /// The ledger, source or site is in a state the command cannot work from.
+        case invalidState = "invalid_state"
+        /// The run did not reconcile.
+        case notReconciled = "not_reconciled"
+    }
+
+    /// The code.
+    public let code: Code
+    /// One line for the operator, naming what was wrong.
+    public let message: String
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The message.
+    public var description: String { message }
+}

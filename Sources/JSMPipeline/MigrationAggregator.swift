@@ -1,0 +1,288 @@
+import AMQP
+import JSMContracts
+import JSMDomain
+import JSMLedger
+import JSMServices
+import Logging
+import SwiftProtobuf
+
+/// What the replies of one migration add up to, each batch counted once.
+public struct ReplyTally: Sendable, Hashable {
+    /// Batches whose reply was counted.
+    public internal(set) var batches: Set<String> = []
+    /// Replies for a batch already counted (redeliveries, replays): ignored.
+    public internal(set) var duplicates = 0
+    /// Outcomes of customers.
+    public internal(set) var customers = JSMOutcomeTotals()
+    /// Outcomes of licensed users.
+    public internal(set) var licensedUsers = JSMOutcomeTotals()
+    /// Outcomes of formers.
+    public internal(set) var formers = JSMOutcomeTotals()
+
+    /// Counts `result` unless its batch was counted before; returns whether it was new.
+    @discardableResult
+    mutating func add(_ result: JSMBatchResult) -> Bool {
+        guard batches.insert(result.header.batchID).inserted else {
+            duplicates += 1
+            return false
+        }
+        customers.add(result.customers)
+        licensedUsers.add(result.licensedUsers)
+        formers.add(result.formers)
+        return true
+    }
+
+    /// The totals of one category.
+    public func totals(_ category: ScopeCategory) -> JSMOutcomeTotals {
+        switch category {
+        case .customer: customers
+        case .licensedUser: licensedUsers
+        case .former: formers
+        }
+    }
+}
+
+/// How a migration ended, as the aggregator decided it.
+public struct AggregatorVerdict: Sendable, Hashable {
+    /// The migration.
+    public let migrationId: String
+    /// `complete` or `incomplete`.
+    public let state: MigrationState
+    /// The ledger's totals at the end.
+    public let totals: LedgerTotals
+    /// The replies' totals, each batch once.
+    public let tally: ReplyTally
+    /// Whether the replies agree with the ledger, category by category.
+    public let repliesMatchLedger: Bool
+    /// What keeps the invariant from holding (empty when it holds).
+    public let missing: MissingWork
+    /// Batches per state at the end.
+    public let batchStates: [BatchState: Int]
+
+    /// The reconciliation invariant, the replies' agreement and no batch left behind.
+    public var reconciled: Bool { totals.invariantHolds && repliesMatchLedger && missing.isEmpty }
+}
+
+/// The aggregator: counts replies once per batch, moves a migration from expansion to its batches
+/// (exactly once, through the ledger), publishes them, and finishes a migration as complete or
+/// incomplete once every batch has ended, checking the reconciliation invariant. It keeps nothing
+/// it cannot rebuild from the ledger, so it can be killed and restarted at any time.
+public actor MigrationAggregator {
+    let ledger: Ledger
+    let logger: Logger
+    private var tallies: [String: ReplyTally] = [:]
+    private var seeded: Set<String> = []
+    private var verdicts: [String: AggregatorVerdict] = [:]
+    private let onProgress: @Sendable (String, Int, Int) -> Void
+
+    /// An aggregator over a ledger; `onProgress(migration, batches counted, batches in all)`.
+    public init(
+        ledger: Ledger, logger: Logger = Logger(label: "jsm.aggregator"),
+        onProgress: @escaping @Sendable (String, Int, Int) -> Void = { _, _, _ in }
+    ) {
+        self.ledger = ledger
+        self.logger = logger
+        self.onProgress = onProgress
+    }
+
+    /// The verdict of a migration this aggregator finished.
+    public func verdict(_ migrationId: String) -> AggregatorVerdict? { verdicts[migrationId] }
+
+    /// The replies counted so far for a migration.
+    public func tally(_ migrationId: String) -> ReplyTally { tallies[migrationId] ?? ReplyTally() }
+
+    /// Consumes the results queue; returns when `migrationId` (if given) has finished, else runs
+    /// until cancelled. Every `checkInterval` it also looks at the ledger, so a lost reply, a
+    /// parked batch or a crash between the phase change and the publishing cannot stall a migration.
+    public func run(
+        connection: AMQPConnection, until migrationId: String? = nil, checkInterval: Duration = .seconds(2)
+    ) async throws -> AggregatorVerdict? {
+        let consumer = try await connection.consume(queue: MigrationTopology.resultsQueue, prefetch: 64)
+        let publisher = BatchPublisher(ledger: ledger, connection: connection, logger: logger)
+        try await check(publisher: publisher)
+        if let migrationId, let verdict = try await finishedVerdict(migrationId) { return verdict }
+        return try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
+            group.addTask {
+                for try await delivery in consumer {
+                    if let finished = try await self.handle(delivery, publisher: publisher, until: migrationId) {
+                        return finished
+                    }
+                }
+                return nil
+            }
+            group.addTask {
+                // Bounded by cancellation: the loop ends when the run ends.
+                while !Task.isCancelled {
+                    try await Task.sleep(for: checkInterval)
+                    do {
+                        try await self.check(publisher: publisher)
+                    } catch let error as LedgerError where error.isRetriable {
+                        self.logger.warning("ledger unavailable; next check later", metadata: ["error": "\(error)"])
+                    }
+                    if let migrationId, let verdict = try await self.finishedVerdict(migrationId) { return verdict }
+                }
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            consumer.cancel()
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// The verdict once `migrationId` has left `running` (this or another aggregator finished it).
+    private func finishedVerdict(_ migrationId: String) async throws -> AggregatorVerdict? {
+        if let verdict = verdicts[migrationId] { return verdict }
+        guard let migration = try await ledger.migration(migrationId),
+            migration.state == .complete || migration.state == .incomplete
+        else { return nil }
+        return try await makeVerdict(migration, state: migration.state)
+    }
+
+    private func handle(_ delivery: AMQPDelivery, publisher: BatchPublisher, until: String?) async throws
+        -> AggregatorVerdict?
+    {
+        let type = delivery.properties.type ?? ""
+        do {
+            switch RPCMethod(replyTypeProperty: type) {
+            case .expandProject:
+                let result = try JSMProjectResult(serializedBytes: delivery.body)
+                try await advanceIfReady(result.header.migrationID, publisher: publisher)
+            case .migrateIdentities:
+                let result = try JSMBatchResult(serializedBytes: delivery.body)
+                let migrationId = result.header.migrationID
+                try await seedIfNeeded(migrationId)
+                tallies[migrationId, default: ReplyTally()].add(result)
+                if let migration = try await ledger.migration(migrationId) {
+                    onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, migration.batchCount ?? 0)
+                    if migration.state == .running, tallies[migrationId]?.batches.count == migration.batchCount {
+                        try await finishIfEnded(migration)
+                    }
+                }
+            case .migrateGroups, .migrateMemberships, nil:
+                let unusable = RPCEnvelope.Unusable(reason: .unknownMethod, detail: "reply type '\(type)'")
+                try await delivery.park(because: unusable, on: publisher.connection)
+                return nil
+            }
+        } catch let error as BinaryDecodingError {
+            let unusable = RPCEnvelope.Unusable(reason: .undecodable, detail: "\(type): \(error)")
+            try await delivery.park(because: unusable, on: publisher.connection)
+            return nil
+        } catch let error as LedgerError where error.isRetriable {
+            // The ledger is briefly unavailable: the reply goes back and is counted later.
+            logger.warning("ledger unavailable; reply requeued", metadata: ["error": "\(error)"])
+            delivery.nack(requeue: true)
+            try await Task.sleep(for: .seconds(1))
+            return nil
+        }
+        delivery.ack()
+        if let until, let verdict = verdicts[until] { return verdict }
+        return nil
+    }
+
+    /// Every running migration: advance it when its projects are expanded, publish what is not
+    /// published, finish it when every batch has ended.
+    private func check(publisher: BatchPublisher) async throws {
+        for id in try await ledger.migrationIds(inStates: [.running]) {
+            guard let migration = try await ledger.migration(id) else { continue }
+            if migration.phase == .expand {
+                try await advanceIfReady(id, publisher: publisher)
+                continue
+            }
+            try await publisher.publishPending(of: migration)
+            try await seedIfNeeded(id)
+            try await finishIfEnded(migration)
+        }
+    }
+
+    private func advanceIfReady(_ migrationId: String, publisher: BatchPublisher) async throws {
+        let advance = try await ledger.advanceToMigratePhase(migrationId: migrationId)
+        switch advance {
+        case .advanced(let cut):
+            logger.notice(
+                "every project expanded: scope cut into batches",
+                metadata: [
+                    "migration": "\(migrationId)", "batches": "\(cut.batchCount)", "identities": "\(cut.identityCount)",
+                ])
+            fallthrough
+        case .alreadyAdvanced:
+            if let migration = try await ledger.migration(migrationId) {
+                try await publisher.publishPending(of: migration)
+                onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, migration.batchCount ?? 0)
+            }
+        case .projectsPending:
+            break
+        }
+    }
+
+    /// After a restart, counts the batches the ledger completed before, from their stored results.
+    private func seedIfNeeded(_ migrationId: String) async throws {
+        guard seeded.insert(migrationId).inserted else { return }
+        var after: Int64 = -1
+        // Bounded: each page moves `after` forward or ends the loop.
+        for _ in 0..<1_000_000 {
+            let page = try await ledger.batches(
+                migrationId: migrationId, state: .done, afterSequence: after, limit: 500)
+            guard let last = page.last else { break }
+            after = last.sequence
+            for batch in page where !(tallies[migrationId]?.batches.contains(batch.batchId) ?? false) {
+                if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batch.batchId) {
+                    tallies[migrationId, default: ReplyTally()].add(try JSMBatchResult(serializedBytes: stored))
+                }
+            }
+        }
+    }
+
+    /// Finishes the migration once no batch is pending: complete when everything reconciles with
+    /// nothing rejected, incomplete (finished with errors) otherwise, naming what is missing.
+    private func finishIfEnded(_ migration: MigrationRecord) async throws {
+        guard migration.state == .running, migration.phase == .migrate else { return }
+        let states = try await ledger.batchStateCounts(migrationId: migration.id)
+        guard states[.pending, default: 0] == 0 else { return }
+        let provisional = try await makeVerdict(migration, state: .complete)
+        let state: MigrationState =
+            provisional.reconciled && provisional.totals.overall.rejected == 0 ? .complete : .incomplete
+        guard try await ledger.setMigrationState(migration.id, to: state, from: [.running]) else { return }
+        let verdict = try await makeVerdict(migration, state: state)
+        verdicts[migration.id] = verdict
+        if verdict.reconciled {
+            logger.notice(
+                "migration finished and reconciled", metadata: ["migration": "\(migration.id)", "state": "\(state)"])
+        } else {
+            let batches = verdict.missing.batches.prefix(10).map { "\($0.batchId) (\($0.state.rawValue))" }
+            let identities = verdict.missing.undecided.prefix(10).map(\.userKey)
+            logger.error(
+                "migration finished without reconciling",
+                metadata: [
+                    "migration": "\(migration.id)", "missing_batches": "\(batches)",
+                    "undecided_user_keys": "\(identities)", "unmapped": "\(verdict.missing.unmapped.prefix(10))",
+                    "replies_match_ledger": "\(verdict.repliesMatchLedger)",
+                ])
+        }
+    }
+
+    private func makeVerdict(_ migration: MigrationRecord, state: MigrationState) async throws -> AggregatorVerdict {
+        try await seedIfNeeded(migration.id)
+        let totals = try await ledger.totals(migrationId: migration.id)
+        let tally = tallies[migration.id] ?? ReplyTally()
+        let matches = ScopeCategory.allCases.allSatisfy { category in
+            let ledger = totals.byCategory[category] ?? OutcomeTally()
+            let replies = tally.totals(category)
+            return Int(replies.created) == ledger.created && Int(replies.linked) == ledger.linked
+                && Int(replies.former) == ledger.former && Int(replies.rejected) == ledger.rejected
+                && Int(replies.alreadyMigrated) == ledger.alreadyMigrated
+        }
+        return AggregatorVerdict(
+            migrationId: migration.id, state: state, totals: totals, tally: tally, repliesMatchLedger: matches,
+            missing: try await ledger.missingWork(migrationId: migration.id),
+            batchStates: try await ledger.batchStateCounts(migrationId: migration.id))
+    }
+}
+
+extension AMQPDelivery {
+    /// Publishes this delivery to `jsm.parked` with the reason, then acks it.
+    func park(because unusable: RPCEnvelope.Unusable, on connection: AMQPConnection) async throws {
+        try await connection.publish(RPCEnvelope.parked(self, because: unusable))
+        ack()
+    }
+}

@@ -1,0 +1,222 @@
+import AMQP
+import JSMCloud
+import JSMContracts
+import JSMDomain
+import JSMLedger
+import JSMServices
+import JSMSource
+import Logging
+
+/// What an operator asks `jsm-migrate start` for.
+public struct StartRequest: Sendable, Hashable {
+    /// The migration's id; the same id with the same options resumes it.
+    public var migrationId: String
+    /// Keys of the selected projects (none: migrating in advance).
+    public var projectKeys: [String]
+    /// `--customers`, `--include-requestless`, `--users`.
+    public var scope: ScopeOptions
+    /// `--invalid-email`, `--duplicate-email`.
+    public var policies: MigrationPolicies
+    /// `--groups`.
+    public var groups: Bool
+    /// `--group-membership`.
+    public var groupMembership: Bool
+    /// Identities per batch.
+    public var batchSize: Int
+    /// The ledger's name for the target site.
+    public var siteId: String
+    /// Operator or host, for the audit trail.
+    public var createdBy: String
+
+    /// Creates a request with the documented defaults.
+    public init(
+        migrationId: String, projectKeys: [String], scope: ScopeOptions = ScopeOptions(),
+        policies: MigrationPolicies = MigrationPolicies(), groups: Bool = false, groupMembership: Bool = false,
+        batchSize: Int = 500, siteId: String, createdBy: String
+    ) {
+        self.migrationId = migrationId
+        self.projectKeys = projectKeys
+        self.scope = scope
+        self.policies = policies
+        self.groups = groups
+        self.groupMembership = groupMembership
+        self.batchSize = batchSize
+        self.siteId = siteId
+        self.createdBy = createdBy
+    }
+}
+
+/// What `start` did.
+public struct StartOutcome: Sendable, Hashable {
+    /// The migration as the ledger now holds it.
+    public let migration: MigrationRecord
+    /// Whether an existing migration was resumed.
+    public let resumed: Bool
+    /// Identities the `all` options added to the scope in this call.
+    public let claimedByProducer: ScopeCounts
+    /// `ExpandProject` messages published.
+    public let projectMessages: Int
+    /// `MigrateIdentities` messages published.
+    public let batchesPublished: Int
+    /// Source rows reported as anomalies while classifying (logged with their user keys).
+    public let anomalies: Int
+}
+
+/// The producer: validates a migration against the source, records it in the ledger, claims what
+/// the `all` options take, and publishes project expansions (or, with no projects, the batches).
+public struct MigrationProducer: Sendable {
+    let ledger: Ledger
+    let source: JiraSource
+    let logger: Logger
+
+    /// A producer over a ledger and a source.
+    public init(ledger: Ledger, source: JiraSource, logger: Logger = Logger(label: "jsm.producer")) {
+        self.ledger = ledger
+        self.source = source
+        self.logger = logger
+    }
+
+    /// Resolves project keys against the source and validates the options; throws before anything
+    /// is recorded or published.
+    public func definition(for request: StartRequest) async throws -> MigrationDefinition {
+        guard !request.migrationId.isEmpty,
+            request.migrationId.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }),
+            request.migrationId.count <= 100
+        else {
+            throw PipelineError(
+                .invalidOptions,
+                "--migration '\(request.migrationId)' must be 1-100 letters, digits, '-', '_' or '.'")
+        }
+        guard (1...10_000).contains(request.batchSize) else {
+            throw PipelineError(.invalidOptions, "--batch-size must be 1...10000, not \(request.batchSize)")
+        }
+        if request.groupMembership, !request.groups {
+            throw PipelineError(.invalidOptions, "--group-membership needs --groups: memberships need their groups")
+        }
+        let known = try await source.projects()
+        let byKey = Dictionary(known.map { ($0.key.uppercased(), $0) }, uniquingKeysWith: { first, _ in first })
+        var selected: [SelectedProject] = []
+        var unknown: [String] = []
+        for key in request.projectKeys {
+            guard let project = byKey[key.uppercased()] else {
+                unknown.append(key)
+                continue
+            }
+            if !selected.contains(project) { selected.append(project) }
+        }
+        guard unknown.isEmpty else {
+            let sample = known.prefix(10).map(\.key).joined(separator: ", ")
+            throw PipelineError(
+                .invalidOptions,
+                "unknown project key\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", ")): "
+                    + "the source has \(known.count) projects (\(sample)\(known.count > 10 ? ", ..." : ""))")
+        }
+        do {
+            try ScopeSelection.validate(options: request.scope, projects: selected)
+        } catch {
+            throw PipelineError(.invalidOptions, error.message)
+        }
+        if request.scope.users == .none, request.scope.customers == .none, selected.isEmpty {
+            throw PipelineError(
+                .invalidOptions, "nothing to migrate: no project, --users none and --customers none")
+        }
+        return MigrationDefinition(
+            id: request.migrationId, siteId: request.siteId, projects: selected, scope: request.scope,
+            policies: request.policies, groups: request.groups, groupMembership: request.groupMembership,
+            batchSize: request.batchSize, createdBy: request.createdBy)
+    }
+
+    /// Records (or resumes) the migration, claims the `all` scope, and publishes its messages with
+    /// confirms. Nothing is published when validation fails.
+    public func start(_ request: StartRequest, connection: AMQPConnection) async throws -> StartOutcome {
+        let definition = try await definition(for: request)
+        let started = try await ledger.createOrResumeMigration(definition)
+        var migration = started.migration
+        logger.notice(
+            started.resumed ? "resuming migration" : "migration recorded",
+            metadata: ["migration": "\(migration.id)", "projects": "\(migration.projectCount)"])
+        var claimed = ScopeCounts()
+        var anomalies = 0
+        if migration.phase == .expand {
+            (claimed, anomalies) = try await claimAllOptions(migration: migration, scope: definition.scope)
+        }
+        try await ledger.setMigrationState(migration.id, to: .running, from: [.saved])
+        var projectMessages = 0
+        if migration.phase == .expand, !definition.projects.isEmpty {
+            let pending = Set(try await ledger.pendingProjects(migrationId: migration.id))
+            let options = JSMMigrationOptions(try await requireMigration(migration.id))
+            let messages = try definition.projects.filter { pending.contains($0.id) }.map { project in
+                var scope = JSMProjectScope()
+                scope.header = JSMMessageHeader(migrationID: migration.id, batchID: "project-\(project.id)")
+                scope.projectID = project.id
+                scope.projectKey = project.key
+                scope.projectName = project.name
+                scope.serviceProject = project.isServiceProject
+                scope.options = options
+                return try RPCEnvelope.request(.expandProject, header: scope.header, body: scope)
+            }
+            if !messages.isEmpty { try await connection.publish(messages) }
+            projectMessages = messages.count
+        } else if migration.phase == .expand {
+            // No projects: the producer's claims are the whole scope, so it cuts the batches itself.
+            _ = try await ledger.advanceToMigratePhase(migrationId: migration.id)
+        }
+        migration = try await requireMigration(migration.id)
+        var batches = 0
+        if migration.phase == .migrate {
+            batches = try await BatchPublisher(ledger: ledger, connection: connection, logger: logger)
+                .publishPending(of: migration)
+        }
+        return StartOutcome(
+            migration: try await requireMigration(migration.id), resumed: started.resumed, claimedByProducer: claimed,
+            projectMessages: projectMessages, batchesPublished: batches, anomalies: anomalies)
+    }
+
+    private func requireMigration(_ id: String) async throws -> MigrationRecord {
+        guard let migration = try await ledger.migration(id) else {
+            throw PipelineError(.invalidState, "migration \(id) vanished from the ledger")
+        }
+        return migration
+    }
+
+    /// Claims what `--customers all` and `--users all` take, streaming the source in chunks.
+    private func claimAllOptions(migration: MigrationRecord, scope: ScopeOptions) async throws -> (ScopeCounts, Int) {
+        guard scope.customers == .all || scope.users == .all else { return (ScopeCounts(), 0) }
+        let selection = try ScopeSelection(options: scope, projects: [])
+        var reporters = Set<String>()
+        for try await key in source.requestReporters() { reporters.insert(key) }
+        let classifier = try await source.loadClassifier()
+        var chunk: [ServerIdentity] = []
+        var claimed = ScopeCounts()
+        var anomalies = 0
+        func flush() async throws {
+            guard !chunk.isEmpty else { return }
+            let claim = try await ledger.claimScope(migrationId: migration.id, identities: chunk)
+            claimed.customers += claim.newlyClaimed.customers
+            claimed.licensedUsers += claim.newlyClaimed.licensedUsers
+            claimed.formers += claim.newlyClaimed.formers
+            chunk.removeAll(keepingCapacity: true)
+        }
+        for try await classified in source.classifiedIdentities(classifier: classifier) {
+            for anomaly in classified.anomalies {
+                anomalies += 1
+                if anomalies <= 20 {
+                    logger.warning(
+                        "source anomaly", metadata: ["user_key": "\(anomaly.userKey ?? "")", "detail": "\(anomaly)"])
+                }
+            }
+            let identity = classified.identity
+            guard
+                selection.categoryWithoutReference(
+                    identity, isRequestReporter: reporters.contains(identity.userKey)) != nil
+            else { continue }
+            chunk.append(identity)
+            if chunk.count >= 5_000 { try await flush() }
+        }
+        try await flush()
+        if anomalies > 20 {
+            logger.warning("more source anomalies not logged one by one", metadata: ["count": "\(anomalies)"])
+        }
+        return (claimed, anomalies)
+    }
+}

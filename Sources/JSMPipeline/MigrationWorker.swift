@@ -1,0 +1,221 @@
+import AMQP
+import JSMCloud
+import JSMContracts
+import JSMDomain
+import JSMLedger
+import JSMServices
+import JSMSource
+import Logging
+import SwiftProtobuf
+
+/// How a worker process runs.
+public struct WorkerConfiguration: Sendable, Hashable {
+    /// Names the worker in replies and logs (host and process by default).
+    public var workerId: String
+    /// Deliveries handled at once per method.
+    public var concurrency: Int
+    /// Email groups of one batch resolved at the site at once.
+    public var siteConcurrency: Int
+    /// Attempts (first delivery included) before a failing message is parked as `retries-exhausted`.
+    public var maxAttempts: Int
+
+    /// Creates a configuration with production defaults.
+    public init(workerId: String, concurrency: Int = 4, siteConcurrency: Int = 32, maxAttempts: Int = 5) {
+        self.workerId = workerId
+        self.concurrency = concurrency
+        self.siteConcurrency = siteConcurrency
+        self.maxAttempts = maxAttempts
+    }
+}
+
+/// A stateless worker: consumes `ExpandProject` and `MigrateIdentities`, and per message decodes,
+/// applies the rules, calls the site, commits one ledger transaction, replies, then acks. A
+/// message it cannot use is parked; a retriable failure goes to a delayed retry queue; nothing
+/// is acked before its reply, retry or parked copy is confirmed by the broker.
+public struct MigrationWorker: Sendable {
+    let ledger: Ledger
+    let source: JiraSource
+    let site: any CloudSite
+    let configuration: WorkerConfiguration
+    let logger: Logger
+
+    /// A worker over its ledger, source and site.
+    public init(
+        ledger: Ledger, source: JiraSource, site: any CloudSite, configuration: WorkerConfiguration,
+        logger: Logger = Logger(label: "jsm.worker")
+    ) {
+        self.ledger = ledger
+        self.source = source
+        self.site = site
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Consumes until the task is cancelled or the connection fails for good.
+    public func run(connection: AMQPConnection) async throws {
+        let classifier = try await source.loadClassifier()
+        let expander = ProjectExpander(
+            ledger: ledger, source: source, classifier: classifier, workerId: configuration.workerId, logger: logger)
+        let processor = IdentityBatchProcessor(
+            ledger: ledger, site: site, workerId: configuration.workerId,
+            siteConcurrency: configuration.siteConcurrency, logger: logger)
+        let prefetch = UInt16(clamping: max(1, configuration.concurrency * 2))
+        let consumers = [
+            try await connection.consume(queue: RPCMethod.expandProject.queueName, prefetch: prefetch),
+            try await connection.consume(queue: RPCMethod.migrateIdentities.queueName, prefetch: prefetch),
+        ]
+        logger.notice("worker consuming", metadata: ["worker": "\(configuration.workerId)"])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for consumer in consumers {
+                group.addTask {
+                    try await consume(consumer, connection: connection, expander: expander, processor: processor)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Handles one consumer's deliveries, at most `concurrency` at once.
+    private func consume(
+        _ consumer: AMQPConsumer, connection: AMQPConnection, expander: ProjectExpander,
+        processor: IdentityBatchProcessor
+    ) async throws {
+        let limit = max(1, configuration.concurrency)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for try await delivery in consumer {
+                if running >= limit {
+                    try await group.next()
+                    running -= 1
+                }
+                running += 1
+                group.addTask {
+                    await handle(delivery, connection: connection, expander: expander, processor: processor)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// One delivery, from decoding to the ack.
+    func handle(
+        _ delivery: AMQPDelivery, connection: AMQPConnection, expander: ProjectExpander,
+        processor: IdentityBatchProcessor
+    ) async {
+        let attempt = Int(delivery.properties.headers[HeaderName.attempt]?.intValue ?? 1)
+        var method: RPCMethod?
+        var header = JSMMessageHeader()
+        do {
+            let requested = try RPCEnvelope.requestMethod(of: delivery)
+            method = requested
+            let reply: OutboundMessage?
+            switch requested {
+            case .expandProject:
+                let scope = try RPCEnvelope.decode(JSMProjectScope.self, from: delivery)
+                header = scope.header
+                try Self.checkHeader(scope.header, delivery)
+                let result = try await expander.process(scope, attempt: UInt32(clamping: attempt))
+                reply = try RPCEnvelope.reply(
+                    to: requested, request: delivery.properties, header: scope.header, body: result, attempt: attempt)
+            case .migrateIdentities:
+                let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
+                header = batch.header
+                try Self.checkHeader(batch.header, delivery)
+                let result = try await processor.process(batch, attempt: UInt32(clamping: attempt))
+                reply = try RPCEnvelope.reply(
+                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+            case .migrateGroups, .migrateMemberships:
+                throw RPCEnvelope.Unusable(
+                    reason: .unknownMethod, detail: "\(requested.rawValue) is not handled by this worker version")
+            }
+            if let reply { try await connection.publish(reply) }
+            delivery.ack()
+        } catch let unusable as RPCEnvelope.Unusable {
+            await park(delivery, header: header, because: unusable, connection: connection)
+        } catch where Self.isRetriable(error) {
+            await retry(
+                delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
+        } catch {
+            // Neither the message nor a passing outage: the batch needs an operator.
+            await park(
+                delivery, header: header,
+                because: RPCEnvelope.Unusable(reason: .invalidMessage, detail: "\(error)"), connection: connection)
+        }
+    }
+
+    /// Whether `error` is an outage that a later attempt may not meet.
+    static func isRetriable(_ error: any Error) -> Bool {
+        switch error {
+        case let error as LedgerError: return error.isRetriable
+        case let error as CloudSiteError: return error.code.isRetriable
+        case let error as AMQPError: return error.isRetriable
+        case is SourceError: return true
+        default: return false
+        }
+    }
+
+    /// The body's header must match the AMQP properties, so that a reply or a park is never filed
+    /// under another migration.
+    static func checkHeader(_ header: JSMMessageHeader, _ delivery: AMQPDelivery) throws(RPCEnvelope.Unusable) {
+        let propertyMigration = delivery.properties.headers[HeaderName.migrationID]?.stringValue
+        guard !header.migrationID.isEmpty, !header.batchID.isEmpty,
+            propertyMigration == nil || propertyMigration == header.migrationID
+        else {
+            throw RPCEnvelope.Unusable(
+                reason: .invalidMessage,
+                detail: "header migration '\(header.migrationID)' batch '\(header.batchID)' does not match the message")
+        }
+    }
+
+    private func park(
+        _ delivery: AMQPDelivery, header: JSMMessageHeader, because unusable: RPCEnvelope.Unusable,
+        connection: AMQPConnection
+    ) async {
+        logger.error(
+            "parking a message",
+            metadata: [
+                "reason": "\(unusable.reason.rawValue)", "batch": "\(header.batchID)", "detail": "\(unusable.detail)",
+            ])
+        do {
+            try await connection.publish(RPCEnvelope.parked(delivery, because: unusable))
+            if !header.migrationID.isEmpty, !header.batchID.isEmpty {
+                _ = try? await ledger.parkBatch(
+                    migrationId: header.migrationID, batchId: header.batchID, error: unusable.description)
+            }
+            delivery.ack()
+        } catch {
+            logger.error("could not park; the message goes back to its queue", metadata: ["error": "\(error)"])
+            delivery.nack(requeue: true)
+        }
+    }
+
+    private func retry(
+        _ delivery: AMQPDelivery, method: RPCMethod?, header: JSMMessageHeader, attempt: Int, error: any Error,
+        connection: AMQPConnection
+    ) async {
+        guard let method, attempt < configuration.maxAttempts else {
+            await park(
+                delivery, header: header,
+                because: RPCEnvelope.Unusable(
+                    reason: .retriesExhausted, detail: "attempt \(attempt) of \(configuration.maxAttempts): \(error)"),
+                connection: connection)
+            return
+        }
+        logger.warning(
+            "retrying later",
+            metadata: ["batch": "\(header.batchID)", "attempt": "\(attempt)", "error": "\(error)"])
+        do {
+            if !header.batchID.isEmpty, method == .migrateIdentities {
+                _ = try? await ledger.recordFailedAttempt(
+                    migrationId: header.migrationID, batchId: header.batchID, error: "\(error)")
+            }
+            try await connection.publish(
+                RPCEnvelope.retry(
+                    delivery, method: method, nextAttempt: attempt + 1, unitRandom: Double.random(in: 0...1)))
+            delivery.ack()
+        } catch {
+            logger.error("could not schedule the retry; the message goes back", metadata: ["error": "\(error)"])
+            delivery.nack(requeue: true)
+        }
+    }
+}

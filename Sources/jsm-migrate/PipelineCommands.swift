@@ -1,0 +1,266 @@
+import AMQP
+import ArgumentParser
+import Dispatch
+import Foundation
+import JSMCloud
+import JSMDomain
+import JSMLedger
+import JSMPipeline
+import JSMServices
+import JSMSource
+import Logging
+
+extension CustomerScope: ExpressibleByArgument {}
+extension UserScope: ExpressibleByArgument {}
+extension InvalidEmailPolicy: ExpressibleByArgument {}
+extension DuplicateEmailPolicy: ExpressibleByArgument {}
+
+/// `jsm-migrate start`: the producer.
+struct StartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Validate a migration, record it in the ledger and publish its work (or predict it with --dry-run).",
+        discussion: """
+            Running start again with the same --migration id and options resumes the migration: \
+            nothing is claimed or published twice. Other options under the same id are refused.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var broker: BrokerOptions
+    @OptionGroup var ledger: LedgerOptions
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var site: SiteOptions
+
+    @Option(help: "The migration's id (letters, digits, - _ .).")
+    var migration: String
+
+    @Option(name: .customLong("project"), help: "A project key to migrate (repeat it; none: migrating in advance).")
+    var projects: [String] = []
+
+    @Option(help: "Licensed users: all, related or none.")
+    var users: UserScope = .related
+
+    @Option(help: "Customers: all, related or none (none only without service projects).")
+    var customers: CustomerScope = .related
+
+    @Flag(help: "With --customers all, also customers who never raised a request.")
+    var includeRequestless = false
+
+    @Flag(help: "Also migrate groups (a cloud group with the same name is reused and reported).")
+    var groups = false
+
+    @Flag(help: "Also migrate group memberships (needs --groups).")
+    var groupMembership = false
+
+    @Option(help: "Missing or invalid emails: block (rejected, reported) or former.")
+    var invalidEmail: InvalidEmailPolicy = .block
+
+    @Option(help: "Several identities with one email: merge (one account, the others linked) or block.")
+    var duplicateEmail: DuplicateEmailPolicy = .merge
+
+    @Option(help: "Identities per batch (an email is never split, so a batch may be a little larger).")
+    var batchSize = 500
+
+    @Flag(help: "Classify every identity and print the totals a real run will report; publish nothing.")
+    var dryRun = false
+
+    func validate() throws {
+        if groups || groupMembership {
+            throw ValidationError(
+                "--groups and --group-membership are not supported by this version yet: migrate identities first")
+        }
+        if groupMembership, !groups { throw ValidationError("--group-membership needs --groups") }
+        if includeRequestless, customers != .all {
+            throw ValidationError("--include-requestless only applies with --customers all")
+        }
+        guard (1...10_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...10000") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let logger = Logger(label: "jsm.start")
+        let siteLocation = try site.location()
+        let request = StartRequest(
+            migrationId: migration, projectKeys: projects,
+            scope: ScopeOptions(customers: customers, includeRequestless: includeRequestless, users: users),
+            policies: MigrationPolicies(invalidEmail: invalidEmail, duplicateEmail: duplicateEmail),
+            groups: groups, groupMembership: groupMembership, batchSize: batchSize, siteId: siteLocation.siteId,
+            createdBy: ProcessInfo.processInfo.hostName)
+        try await source.location.withSource { jira in
+            try await ledger.location.withLedger { ledger in
+                try await siteLocation.withSite { cloud in
+                    try await Preflight.checkSite(cloud, siteLocation)
+                    let producer = MigrationProducer(ledger: ledger, source: jira, logger: logger)
+                    if dryRun {
+                        let definition = try await producer.definition(for: request)
+                        let predicted = try await MigrationDryRun(
+                            ledger: ledger, source: jira, site: cloud, siteConcurrency: site.siteConcurrency
+                        ).predict(definition)
+                        print("dry run of \(migration): nothing recorded, nothing published")
+                        print(TotalsTable.render(predicted.byCategory))
+                        return
+                    }
+                    // Validate before touching the broker, so a refused migration publishes nothing.
+                    _ = try await producer.definition(for: request)
+                    let outcome = try await broker.withConnection(named: "jsm-migrate start \(migration)") {
+                        connection in
+                        try await connection.declare(MigrationBrokerTopology().declarations)
+                        return try await producer.start(request, connection: connection)
+                    }
+                    print(
+                        "\(outcome.resumed ? "resumed" : "started") \(outcome.migration.id): "
+                            + "\(outcome.migration.projectCount) projects, "
+                            + "\(outcome.projectMessages) project messages and \(outcome.batchesPublished) batches "
+                            + "published; phase \(outcome.migration.phase.rawValue)"
+                            + (outcome.anomalies > 0 ? "; \(outcome.anomalies) source anomalies logged" : ""))
+                }
+            }
+        }
+    }
+}
+
+/// `jsm-migrate worker`: a stateless worker process.
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Consume project expansions and identity batches until SIGTERM or SIGINT.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var broker: BrokerOptions
+    @OptionGroup var ledger: LedgerOptions
+    @OptionGroup var source: SourceOptions
+    @OptionGroup var site: SiteOptions
+
+    @Option(help: "Messages handled at once per queue.")
+    var concurrency = 4
+
+    @Option(help: "This worker's name in replies and logs (default: host and process id).")
+    var workerId: String?
+
+    @Option(help: "Attempts before a failing message is parked.")
+    var maxAttempts = 5
+
+    func validate() throws {
+        guard (1...256).contains(concurrency) else { throw ValidationError("--concurrency must be 1...256") }
+        guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1...100") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let logger = Logger(label: "jsm.worker")
+        let id = workerId ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        let siteLocation = try site.location()
+        try await source.location.withSource { jira in
+            try await ledger.location.withLedger { ledger in
+                try await siteLocation.withSite { cloud in
+                    try await Preflight.checkSite(cloud, siteLocation)
+                    try await broker.withConnection(named: "jsm-migrate worker \(id)") { connection in
+                        try await connection.declare(MigrationBrokerTopology().declarations)
+                        let worker = MigrationWorker(
+                            ledger: ledger, source: jira, site: cloud,
+                            configuration: WorkerConfiguration(
+                                workerId: id, concurrency: concurrency, siteConcurrency: site.siteConcurrency,
+                                maxAttempts: maxAttempts),
+                            logger: logger)
+                        try await untilTerminated { try await worker.run(connection: connection) }
+                    }
+                }
+            }
+        }
+        logger.notice("worker stopped", metadata: ["worker": "\(id)"])
+    }
+}
+
+/// `jsm-migrate aggregator`: counts replies and finishes migrations.
+struct AggregatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aggregator",
+        abstract: "Count replies once per batch, publish batches once projects are expanded, finish migrations.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var broker: BrokerOptions
+    @OptionGroup var ledger: LedgerOptions
+
+    @Option(help: "Exit once this migration has finished (complete or incomplete), printing its totals.")
+    var migration: String?
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let logger = Logger(label: "jsm.aggregator")
+        let migration = self.migration
+        let verdict = try await ledger.location.withLedger { ledger in
+            try await broker.withConnection(named: "jsm-migrate aggregator") { connection in
+                try await connection.declare(MigrationBrokerTopology().declarations)
+                let aggregator = MigrationAggregator(ledger: ledger, logger: logger)
+                return try await untilTerminated { try await aggregator.run(connection: connection, until: migration) }
+            }
+        }
+        guard let verdict = verdict ?? nil else { return }
+        print(Verdicts.render(verdict))
+        if !verdict.reconciled { throw ExitCode(1) }
+    }
+}
+
+/// Text for an aggregator's verdict.
+enum Verdicts {
+    static func render(_ verdict: AggregatorVerdict) -> String {
+        var lines = [
+            "migration \(verdict.migrationId): \(verdict.state.rawValue)",
+            TotalsTable.render(verdict.totals.byCategory),
+            "batches: "
+                + BatchState.allCases.map { "\($0.rawValue) \(verdict.batchStates[$0, default: 0])" }
+                .joined(separator: ", ") + "; duplicate replies ignored: \(verdict.tally.duplicates)",
+            "replies agree with the ledger: \(verdict.repliesMatchLedger ? "yes" : "NO")",
+        ]
+        if !verdict.missing.isEmpty {
+            lines.append(
+                "missing: batches "
+                    + verdict.missing.batches.prefix(10).map { "\($0.batchId) (\($0.state.rawValue))" }
+                    .joined(separator: ", ")
+                    + "; undecided user keys "
+                    + verdict.missing.undecided.prefix(10).map(\.userKey)
+                    .joined(separator: ", "))
+        }
+        lines.append(
+            verdict.reconciled
+                ? "RECONCILED: every identity in scope accounted for exactly once"
+                : "NOT RECONCILED")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Checks before any work: the site answers and accepts the token.
+enum Preflight {
+    static func checkSite(_ site: AtlassianCloudSite, _ location: SiteLocation) async throws {
+        guard let probe = NormalizedEmail("jsm-migrate-preflight@example.invalid") else { return }
+        do {
+            _ = try await site.accounts(withEmail: probe)
+        } catch let error as CloudSiteError where error.code == .unauthorized || error.code == .forbidden {
+            throw ValidationError(
+                "the \(location) refused the API token (HTTP \(error.status ?? 0)): check --site-email and the token")
+        } catch let error as CloudSiteError {
+            throw ValidationError("the \(location) cannot be used: \(error)")
+        }
+    }
+}
+
+/// Runs `body` until it returns, or until SIGTERM or SIGINT cancels it (in-flight messages that
+/// were not acked go back to their queue and are processed again, idempotently).
+func untilTerminated<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+    let task = Task { try await body() }
+    let signals = [SIGTERM, SIGINT].map { number in
+        signal(number, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        return source
+    }
+    defer {
+        for source in signals { source.cancel() }
+    }
+    do {
+        return try await task.value
+    } catch is CancellationError {
+        return nil
+    }
+}
