@@ -132,7 +132,7 @@ public struct MigrationWorker: Sendable {
             delivery.ack()
         } catch let unusable as RPCEnvelope.Unusable {
             await park(delivery, header: header, because: unusable, connection: connection)
-        } catch where Self.isRetriable(error) {
+        } catch let error where Self.isRetriable(error) {
             await retry(
                 delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
         } catch {
