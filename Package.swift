@@ -173,11 +173,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Runs a whole migration on one machine: a generated source, an in-process local site and
+        // worker processes; shared by the demo, the end-to-end tests and the pipeline benchmark.
+        .target(
+            name: "JSMLocalRun",
+            dependencies: [
+                "JSMPipeline", "JSMCloudSite", "JSMSource", "JSMSourceFixtures", "JSMDomain", "JSMLedger", "JSMCloud",
+                "JSMServices", "AMQP",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "jsm-migrate",
             dependencies: [
                 "AMQP", "JSMDomain", "JSMContracts", "JSMServices", "JSMSource", "JSMSourceFixtures", "JSMCloudSite",
-                "JSMPipeline", "JSMLedger", "JSMCloud",
+                "JSMPipeline", "JSMLedger", "JSMCloud", "JSMLocalRun",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -224,7 +236,8 @@ let package = Package(
         .testTarget(
             name: "JSMPipelineTests",
             dependencies: [
-                "jsm-migrate", "JSMPipeline", "JSMLedger", "JSMSource", "JSMSourceFixtures", "JSMCloud", "JSMCloudSite",
+                "jsm-migrate", "JSMPipeline", "JSMLocalRun", "JSMLedger", "JSMSource", "JSMSourceFixtures", "JSMCloud",
+                "JSMCloudSite",
                 "JSMDomain", "JSMContracts", "JSMServices", "AMQP",
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -73,6 +73,14 @@ public actor MigrationAggregator {
     private var tallies: [String: ReplyTally] = [:]
     private var seeded: Set<String> = []
     private var verdicts: [String: AggregatorVerdict] = [:]
+    /// Migrations being published right now: the actor is reentrant at every await, and a second
+    /// pass at the same time would send the same batches twice.
+    private var publishing: Set<String> = []
+    /// When the ledger first showed every batch ended while some replies were still on their way.
+    private var awaitingReplies: [String: ContinuousClock.Instant] = [:]
+    /// How long replies may lag behind the ledger before the stored results stand in for them
+    /// (a reply consumed by another aggregator never arrives here).
+    let replyGrace: Duration = .seconds(5)
     private let onProgress: @Sendable (String, Int, Int) -> Void
 
     /// An aggregator over a ledger; `onProgress(migration, batches counted, batches in all)`.
@@ -189,7 +197,7 @@ public actor MigrationAggregator {
                 try await advanceIfReady(id, publisher: publisher)
                 continue
             }
-            try await publisher.publishPending(of: migration)
+            try await publish(migration, publisher)
             try await seedIfNeeded(id)
             try await finishIfEnded(migration)
         }
@@ -207,7 +215,7 @@ public actor MigrationAggregator {
             fallthrough
         case .alreadyAdvanced:
             if let migration = try await ledger.migration(migrationId) {
-                try await publisher.publishPending(of: migration)
+                try await publish(migration, publisher)
                 onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, migration.batchCount ?? 0)
             }
         case .projectsPending:
@@ -215,9 +223,15 @@ public actor MigrationAggregator {
         }
     }
 
+    private func publish(_ migration: MigrationRecord, _ publisher: BatchPublisher) async throws {
+        guard publishing.insert(migration.id).inserted else { return }
+        defer { publishing.remove(migration.id) }
+        try await publisher.publishPending(of: migration)
+    }
+
     /// After a restart, counts the batches the ledger completed before, from their stored results.
-    private func seedIfNeeded(_ migrationId: String) async throws {
-        guard seeded.insert(migrationId).inserted else { return }
+    private func seedIfNeeded(_ migrationId: String, force: Bool = false) async throws {
+        guard seeded.insert(migrationId).inserted || force else { return }
         var after: Int64 = -1
         // Bounded: each page moves `after` forward or ends the loop.
         for _ in 0..<1_000_000 {
@@ -239,6 +253,16 @@ public actor MigrationAggregator {
         guard migration.state == .running, migration.phase == .migrate else { return }
         let states = try await ledger.batchStateCounts(migrationId: migration.id)
         guard states[.pending, default: 0] == 0 else { return }
+        // The ledger commits before the reply is sent: wait a little for the last replies.
+        if tallies[migration.id]?.batches.count ?? 0 < states[.done, default: 0] {
+            let since = awaitingReplies[migration.id] ?? .now
+            awaitingReplies[migration.id] = since
+            guard since.duration(to: .now) >= replyGrace else { return }
+            logger.warning(
+                "replies missing after the grace period; counting the ledger's stored results",
+                metadata: ["migration": "\(migration.id)"])
+            try await seedIfNeeded(migration.id, force: true)
+        }
         let provisional = try await makeVerdict(migration, state: .complete)
         let state: MigrationState =
             provisional.reconciled && provisional.totals.overall.rejected == 0 ? .complete : .incomplete

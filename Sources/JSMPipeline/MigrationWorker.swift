@@ -130,16 +130,20 @@ public struct MigrationWorker: Sendable {
             }
             if let reply { try await connection.publish(reply) }
             delivery.ack()
-        } catch let unusable as RPCEnvelope.Unusable {
-            await park(delivery, header: header, because: unusable, connection: connection)
-        } catch let error where Self.isRetriable(error) {
-            await retry(
-                delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
         } catch {
-            // Neither the message nor a passing outage: the batch needs an operator.
-            await park(
-                delivery, header: header,
-                because: RPCEnvelope.Unusable(reason: .invalidMessage, detail: "\(error)"), connection: connection)
+            if Task.isCancelled || error is CancellationError {
+                // The worker is stopping: the message goes back to its queue for another worker.
+                delivery.nack(requeue: true)
+            } else if let unusable = error as? RPCEnvelope.Unusable {
+                await park(delivery, header: header, because: unusable, connection: connection)
+            } else if Self.isRetriable(error) {
+                await retry(
+                    delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
+            } else {
+                // Neither the message nor a passing outage: the batch needs an operator.
+                let unusable = RPCEnvelope.Unusable(reason: .invalidMessage, detail: "\(error)")
+                await park(delivery, header: header, because: unusable, connection: connection)
+            }
         }
     }
 

@@ -89,7 +89,10 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
             _ = try await connection.query("COMMIT")
             return result
         } catch {
-            _ = try? await connection.query("ROLLBACK")
+            // In its own task, so that a cancelled caller still ends the transaction; otherwise the
+            // connection would stay inside it and every later BEGIN would fail.
+            let connection = self.connection
+            _ = try? await Task { try await connection.query("ROLLBACK") }.value
             throw Self.classify(error, operation: operation)
         }
     }
