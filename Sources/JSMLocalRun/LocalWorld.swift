@@ -132,8 +132,7 @@ public struct LocalWorld: Sendable {
         onProgress: @escaping @Sendable (String, Int, Int) -> Void = { _, _, _ in }
     ) async throws -> (start: StartOutcome, verdict: AggregatorVerdict) {
         let outcome = try await source.withSource(logger: logger) { jira in
-            try await connection.declare(MigrationBrokerTopology().declarations)
-            return try await MigrationProducer(ledger: ledger, source: jira, logger: logger)
+            try await MigrationProducer(ledger: ledger, source: jira, logger: logger)
                 .start(request, connection: connection)
         }
         let aggregator = MigrationAggregator(ledger: ledger, logger: logger, onProgress: onProgress)

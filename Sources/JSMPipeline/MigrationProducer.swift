@@ -126,10 +126,12 @@ public struct MigrationProducer: Sendable {
             batchSize: request.batchSize, createdBy: request.createdBy)
     }
 
-    /// Records (or resumes) the migration, claims the `all` scope, and publishes its messages with
-    /// confirms. Nothing is published when validation fails.
+    /// Declares the broker topology, records (or resumes) the migration, claims the `all` scope,
+    /// and publishes its messages with confirms. Nothing is published when validation fails.
     public func start(_ request: StartRequest, connection: AMQPConnection) async throws -> StartOutcome {
         let definition = try await definition(for: request)
+        // Idempotent: the queues must exist before the first confirmed publish.
+        try await connection.declare(MigrationBrokerTopology().declarations)
         let started = try await ledger.createOrResumeMigration(definition)
         var migration = started.migration
         logger.notice(

@@ -8,7 +8,8 @@ struct JSMMigrate: AsyncParsableCommand {
         commandName: "jsm-migrate",
         abstract: "Migrate Jira Service Management customers and users from Server/Data Center to Cloud.",
         subcommands: [
-            DemoCommand.self, StartCommand.self, WorkerCommand.self, AggregatorCommand.self, BrokerCommand.self,
+            DemoCommand.self, StartCommand.self, WorkerCommand.self, AggregatorCommand.self, ReportCommand.self,
+            VerifyCommand.self, BrokerCommand.self,
             GenerateSourceCommand.self, CloudSiteCommand.self,
         ])
 }

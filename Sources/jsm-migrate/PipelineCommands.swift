@@ -104,8 +104,7 @@ struct StartCommand: AsyncParsableCommand {
                     _ = try await producer.definition(for: request)
                     let outcome = try await broker.withConnection(named: "jsm-migrate start \(migration)") {
                         connection in
-                        try await connection.declare(MigrationBrokerTopology().declarations)
-                        return try await producer.start(request, connection: connection)
+                        try await producer.start(request, connection: connection)
                     }
                     print(
                         "\(outcome.resumed ? "resumed" : "started") \(outcome.migration.id): "

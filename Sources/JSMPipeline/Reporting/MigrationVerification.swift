@@ -1,0 +1,274 @@
+import JSMDomain
+import JSMLedger
+import JSMSource
+import Logging
+
+/// One line of `verify`'s table: what was compared, what the independent count expects, what was
+/// found, and whether they agree.
+public struct VerificationCheck: Sendable, Hashable {
+    /// Where a check looks.
+    public enum Area: String, Sendable, Hashable {
+        /// The source database, recounted.
+        case source
+        /// The ledger's own bookkeeping.
+        case ledger
+        /// The cloud site.
+        case site
+    }
+
+    /// How a check ended.
+    public enum Status: String, Sendable, Hashable {
+        /// Expected and found agree.
+        case ok
+        /// They do not.
+        case mismatch = "MISMATCH"
+        /// The check could not run; the verdict does not claim it matches.
+        case skipped = "SKIPPED"
+    }
+
+    /// Where it looks.
+    public let area: Area
+    /// A name an operator can search for, e.g. `source: in-scope customers`.
+    public let name: String
+    /// The independent figure.
+    public let expected: String
+    /// The figure found.
+    public let found: String
+    /// The outcome.
+    public let status: Status
+    /// What differs (first few user keys, never emails), or why it was skipped.
+    public let detail: String?
+
+    /// Creates a check whose status follows from `matches`.
+    public init(_ area: Area, _ name: String, expected: String, found: String, matches: Bool, detail: String? = nil) {
+        self.area = area
+        self.name = name
+        self.expected = expected
+        self.found = found
+        status = matches ? .ok : .mismatch
+        self.detail = matches ? nil : detail
+    }
+
+    /// Creates a skipped check.
+    public init(skipped area: Area, _ name: String, reason: String) {
+        self.area = area
+        self.name = name
+        expected = "-"
+        found = "-"
+        status = .skipped
+        detail = reason
+    }
+}
+
+/// `jsm-migrate verify`: recounts a migration from the source database and the cloud site,
+/// independently of the messages and the aggregator, and says whether they agree with the ledger.
+public struct MigrationVerification: Sendable {
+    /// The checks, in table order.
+    public let checks: [VerificationCheck]
+
+    /// The checks that did not match.
+    public var mismatches: [VerificationCheck] { checks.filter { $0.status == .mismatch } }
+    /// The checks that did not run.
+    public var skipped: [VerificationCheck] { checks.filter { $0.status == .skipped } }
+    /// Whether every check ran and matched: the only case `verify` exits 0.
+    public var passed: Bool { mismatches.isEmpty && skipped.isEmpty }
+
+    /// One line: everything matches, or what does not.
+    public var verdict: String {
+        if !mismatches.isEmpty {
+            return "verify: MISMATCH in \(mismatches.count) check(s): "
+                + mismatches.map(\.name).joined(separator: "; ")
+        }
+        if !skipped.isEmpty {
+            return "verify: no mismatch found, but NOT verified: " + skipped.map(\.name).joined(separator: "; ")
+                + " skipped"
+        }
+        return "verify: everything matches: the source recount, the ledger and the site agree"
+    }
+
+    /// How many sample user keys a check names.
+    public static let sampleSize = 5
+
+    /// Runs every check of `migrationId`.
+    ///
+    /// - Throws: ``PipelineError`` `invalidOptions` when the ledger has no such migration; errors
+    ///   of the source or the site when they cannot be read at all.
+    public static func verify(
+        ledger: Ledger, migrationId: String, source: JiraSource, site: SiteLocation,
+        logger: Logger = Logger(label: "jsm.verify")
+    ) async throws -> MigrationVerification {
+        guard let migration = try await ledger.migration(migrationId) else {
+            throw PipelineError(.invalidOptions, "the ledger has no migration '\(migrationId)'")
+        }
+        var checks: [VerificationCheck] = []
+        let totals = try await ledger.totals(migrationId: migrationId)
+        let projects = try await ledger.projects(migrationId: migrationId)
+
+        // (a) The source, recounted with the domain's scope rules.
+        var recount = try await ScopeRecount.recount(
+            source: source, options: migration.scope, projectIds: migration.projectIds)
+        checks.append(
+            VerificationCheck(
+                .source, "source: selected projects exist", expected: "\(migration.projectIds.count)",
+                found: "\(migration.projectIds.count - recount.missingProjects.count)",
+                matches: recount.missingProjects.isEmpty,
+                detail: "the source has no project with id "
+                    + recount.missingProjects.map(String.init).joined(separator: ", ")))
+        let counts = recount.counts
+        for (label, category, count) in [
+            ("customers", ScopeCategory.customer, counts.customers),
+            ("licensed users", .licensedUser, counts.licensedUsers), ("formers", .former, counts.formers),
+        ] {
+            let claimed = totals.byCategory[category]?.inScope ?? 0
+            checks.append(
+                VerificationCheck(
+                    .source, "source: in-scope \(label)", expected: "\(count)", found: "\(claimed)",
+                    matches: count == claimed))
+        }
+        for project in projects {
+            let expected = recount.perProject[project.id] ?? ScopeCounts()
+            let ledgerTallies = totals.byProject[project.id] ?? [:]
+            let found = ScopeCounts(
+                customers: ledgerTallies[.customer]?.inScope ?? 0,
+                licensedUsers: ledgerTallies[.licensedUser]?.inScope ?? 0,
+                formers: ledgerTallies[.former]?.inScope ?? 0)
+            checks.append(
+                VerificationCheck(
+                    .source, "source: project \(project.key) in scope (customers/licensed users/formers)",
+                    expected: describe(expected), found: describe(found), matches: expected == found))
+        }
+        checks.append(try await compareKeys(ledger: ledger, migrationId: migrationId, recount: &recount))
+
+        // (b) The ledger's own bookkeeping.
+        let missing = try await ledger.missingWork(migrationId: migrationId, limit: sampleSize)
+        let overall = totals.byCategory.values.reduce(OutcomeTally()) { $0.adding($1) }
+        let unbalanced =
+            MigrationReport.categories.filter { !(totals.byCategory[$0.category]?.balances ?? true) }.map(\.label)
+            + projects.filter { project in
+                !(totals.byProject[project.id]?.values.allSatisfy(\.balances) ?? true)
+            }.map { "project \($0.key)" }
+        checks.append(
+            VerificationCheck(
+                .ledger, "ledger: in scope = created + linked + former + rejected + already_migrated",
+                expected: "\(overall.inScope)", found: "\(overall.accountedFor)", matches: unbalanced.isEmpty,
+                detail: "does not balance for " + unbalanced.joined(separator: ", ")
+                    + (missing.undecided.isEmpty
+                        ? "" : "; undecided: " + missing.undecided.map(\.userKey).joined(separator: ", "))))
+        checks.append(
+            VerificationCheck(
+                .ledger, "ledger: one mapping row per decided identity", expected: "0 without",
+                found: "\(totals.decidedWithoutMapping) without", matches: totals.decidedWithoutMapping == 0,
+                detail: "decided without a mapping row: " + missing.unmapped.joined(separator: ", ")))
+        let batches = try await ledger.batchStateCounts(migrationId: migrationId)
+        let batchTotal = batches.values.reduce(0, +)
+        checks.append(
+            VerificationCheck(
+                .ledger, "ledger: identity batches done", expected: "\(batchTotal)", found: "\(batches[.done] ?? 0)",
+                matches: (batches[.done] ?? 0) == batchTotal && migration.phase == .migrate,
+                detail: migration.phase == .expand
+                    ? "the migration is still in its expand phase"
+                    : "not done: "
+                        + missing.batches.map { "\($0.batchId) (\($0.state.rawValue))" }.joined(separator: ", ")))
+
+        // (c) The cloud site.
+        let audit = try await SiteAudit.audit(ledger: ledger, migrationId: migrationId, site: site, logger: logger)
+        checks += siteChecks(audit)
+        return MigrationVerification(checks: checks)
+    }
+
+    static func describe(_ counts: ScopeCounts) -> String {
+        "\(counts.customers)/\(counts.licensedUsers)/\(counts.formers)"
+    }
+
+    /// Compares the ledger's in-scope keys, page by page, with the recount (which it consumes).
+    static func compareKeys(ledger: Ledger, migrationId: String, recount: inout ScopeRecount) async throws
+        -> VerificationCheck
+    {
+        let expectedCount = recount.counts.total
+        var claimed = 0
+        var unexpected: [String] = []
+        var unexpectedCount = 0
+        var otherCategory: [String] = []
+        var otherCategoryCount = 0
+        var after: String? = nil
+        let pageSize = 10_000
+        // Bounded: each page starts after the last key of the previous one, and a short page ends it.
+        while true {
+            let page = try await ledger.scopeEntries(migrationId: migrationId, afterUserKey: after, limit: pageSize)
+            for entry in page {
+                claimed += 1
+                switch recount.remove(entry.userKey) {
+                case nil:
+                    unexpectedCount += 1
+                    if unexpected.count < sampleSize { unexpected.append(entry.userKey) }
+                case let category? where category != entry.category:
+                    otherCategoryCount += 1
+                    if otherCategory.count < sampleSize { otherCategory.append(entry.userKey) }
+                default:
+                    break
+                }
+            }
+            guard page.count == pageSize, let last = page.last?.userKey else { break }
+            after = last
+        }
+        let neverClaimed = recount.remainingKeys
+        var problems: [String] = []
+        if !neverClaimed.isEmpty {
+            problems.append(
+                "\(neverClaimed.count) in the source's scope but never claimed: "
+                    + neverClaimed.prefix(sampleSize).joined(separator: ", "))
+        }
+        if unexpectedCount > 0 {
+            problems.append(
+                "\(unexpectedCount) claimed but not in the source's scope: " + unexpected.joined(separator: ", "))
+        }
+        if otherCategoryCount > 0 {
+            problems.append(
+                "\(otherCategoryCount) claimed in another category: " + otherCategory.joined(separator: ", "))
+        }
+        return VerificationCheck(
+            .source, "source: in-scope user keys", expected: "\(expectedCount) keys", found: "\(claimed) keys",
+            matches: problems.isEmpty, detail: problems.joined(separator: "; "))
+    }
+
+    static func siteChecks(_ audit: SiteAudit) -> [VerificationCheck] {
+        if case .skipped(let reason) = audit.method {
+            return [VerificationCheck(skipped: .site, "site: mapped accounts exist", reason: reason)]
+        }
+        var checks = [
+            VerificationCheck(
+                .site, "site: mapped accounts exist", expected: "\(audit.mappedAccounts)",
+                found: "\(audit.foundAccounts)", matches: audit.foundAccounts == audit.mappedAccounts,
+                detail: "\(audit.mappedAccounts - audit.foundAccounts) mapped to an account the site lacks: "
+                    + audit.missingUserKeys.joined(separator: ", ")),
+            VerificationCheck(
+                .site, "site: mapped account types match", expected: "\(audit.foundAccounts)",
+                found: "\(audit.foundAccounts - audit.wrongType)", matches: audit.wrongType == 0,
+                detail: "mapped to an account of another type: " + audit.wrongTypeUserKeys.joined(separator: ", ")),
+        ]
+        let scope = audit.method == .localListing ? "" : " (among the mapped accounts)"
+        checks.append(
+            VerificationCheck(
+                .site, "site: at most one account per (email, account type)\(scope)", expected: "0 duplicates",
+                found: "\(audit.duplicateAccounts) duplicates", matches: audit.duplicateAccounts == 0,
+                detail: "duplicate account ids: " + audit.duplicateAccountIds.joined(separator: ", ")))
+        return checks
+    }
+
+    /// The table of checks and the verdict, for the terminal.
+    public func rendered() -> String {
+        var rows: [[String]] = []
+        for check in checks {
+            rows.append([check.name, check.expected, check.found, check.status == .ok ? "ok" : check.status.rawValue])
+        }
+        var lines = MigrationReport.table(headers: ["check", "expected", "found", "result"], rows: rows)
+        let explained = checks.filter { $0.detail != nil }
+        if !explained.isEmpty {
+            lines.append("")
+            for check in explained { lines.append("\(check.name): \(check.detail ?? "")") }
+        }
+        lines.append("")
+        lines.append(verdict)
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

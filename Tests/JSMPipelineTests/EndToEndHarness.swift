@@ -1,0 +1,165 @@
+import AMQP
+import AsyncHTTPClient
+import Foundation
+import JSMDomain
+import JSMLedger
+import JSMLocalRun
+import JSMPipeline
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The end-to-end tests' world: their own RabbitMQ vhost (created through the management API and
+/// deleted afterwards, so no other test or demo shares their queues), a generated source, the
+/// local site in this process and `jsm-migrate worker` processes.
+enum EndToEnd {
+    static let environment = ProcessInfo.processInfo.environment
+    static let logger: Logger = {
+        var logger = Logger(label: "jsm.e2e")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// The built `jsm-migrate` beside the test bundle.
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("jsm-migrate")
+    }
+
+    /// Runs `body` in a fresh world with `workers` worker processes over a vhost of its own.
+    static func withWorld<T: Sendable>(
+        users: Int = 1_500, seed: UInt64 = 7, workers: Int = 2, ledger: LedgerLocation? = nil,
+        _ body: (LocalWorld, AMQPConnection) async throws -> T
+    ) async throws -> T {
+        let vhost = "jsm-e2e-\(UInt32.random(in: 0...UInt32.max))"
+        let amqpURL = try await createVhost(vhost)
+        do {
+            var configuration = LocalWorld.Configuration(
+                directory: FileManager.default.temporaryDirectory.appendingPathComponent(vhost).path, users: users,
+                seed: seed, workers: workers, workerConcurrency: 2, executable: executable,
+                environment: environment.merging(["AMQP_URL": amqpURL]) { _, new in new }, ledger: ledger)
+            configuration.workerArguments = ["--log-level", "warning"]
+            let result = try await LocalWorld.run(configuration, logger: logger) { world in
+                let connection = try await AMQPConnection.connect(
+                    try AMQPConfiguration(url: amqpURL), logger: logger)
+                do {
+                    let result = try await body(world, connection)
+                    await connection.close()
+                    return result
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            }
+            try? FileManager.default.removeItem(atPath: configuration.directory)
+            try await deleteVhost(vhost)
+            return result
+        } catch {
+            try? await deleteVhost(vhost)
+            throw error
+        }
+    }
+
+    // MARK: RabbitMQ management API
+
+    private static func management(_ method: HTTPMethod, _ path: String, body: String?) async throws {
+        guard let base = environment["JSM_RABBITMQ_MGMT_URL"], let user = environment["AMQP_USER"],
+            let password = environment["AMQP_PASSWORD"]
+        else {
+            throw HarnessFailure(
+                "JSM_RABBITMQ_MGMT_URL, AMQP_USER and AMQP_PASSWORD must be set: eval \"$(scripts/services.sh env)\"")
+        }
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        request.headers.add(
+            name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw HarnessFailure("RabbitMQ management \(method) \(path) answered \(response.status.code)")
+        }
+    }
+
+    /// Creates a vhost with full rights for the project's user; returns its AMQP URL.
+    static func createVhost(_ vhost: String) async throws -> String {
+        try await management(.PUT, "/api/vhosts/\(vhost)", body: nil)
+        try await management(
+            .PUT, "/api/permissions/\(vhost)/\(environment["AMQP_USER"] ?? "jsm")",
+            body: #"{"configure":".*","write":".*","read":".*"}"#)
+        guard let base = environment["AMQP_URL"], var components = URLComponents(string: base) else {
+            throw HarnessFailure("AMQP_URL is not set: eval \"$(scripts/services.sh env)\"")
+        }
+        components.percentEncodedPath = "/" + vhost
+        guard let url = components.string else { throw HarnessFailure("cannot build the vhost URL") }
+        return url
+    }
+
+    static func deleteVhost(_ vhost: String) async throws {
+        try await management(.DELETE, "/api/vhosts/\(vhost)", body: nil)
+    }
+
+    // MARK: The local site's own listing
+
+    /// One account of the local site.
+    struct SiteAccount: Decodable, Hashable {
+        let accountId: String
+        let accountType: String
+        let emailAddress: String
+    }
+
+    private struct Page: Decodable {
+        let accounts: [SiteAccount]
+        let nextCursor: String?
+    }
+
+    /// Every account of the site, by paging its `/_local/v1/accounts` listing.
+    static func siteAccounts(_ site: LocalSite) async throws -> [SiteAccount] {
+        var accounts: [SiteAccount] = []
+        var cursor: String?
+        for _ in 0..<10_000 {
+            var url = site.url + "/_local/v1/accounts?limit=1000"
+            if let cursor { url += "&cursor=\(cursor)" }
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(
+                name: "Authorization",
+                value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let body = try await response.body.collect(upTo: 64 << 20)
+            let page = try JSONDecoder().decode(Page.self, from: Data(buffer: body))
+            accounts += page.accounts
+            guard let next = page.nextCursor else { break }
+            cursor = next
+        }
+        return accounts
+    }
+
+    /// Every identity of a migration's scope, from its batches in the ledger.
+    static func scope(_ ledger: Ledger, _ migrationId: String) async throws -> [ServerIdentity] {
+        var identities: [ServerIdentity] = []
+        for batch in try await ledger.batches(migrationId: migrationId, limit: 100_000) {
+            identities += try await ledger.loadIdentityBatch(migrationId: migrationId, batchId: batch.batchId)
+                .identities
+        }
+        return identities
+    }
+
+    /// Every mapping row of a site.
+    static func mappings(_ ledger: Ledger, siteId: String) async throws -> [String: MappingRecord] {
+        var rows: [String: MappingRecord] = [:]
+        var after: String?
+        for _ in 0..<10_000 {
+            let page = try await ledger.mappings(siteId: siteId, afterUserKey: after, limit: 1000)
+            guard let last = page.last else { break }
+            for row in page { rows[row.userKey] = row }
+            after = last.userKey
+        }
+        return rows
+    }
+}
+
+/// A harness failure, naming what was wrong.
+struct HarnessFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
