@@ -89,13 +89,24 @@ struct DemoCommand: AsyncParsableCommand {
                     onProgress: { _, done, total in progress.show(done, of: total) })
                 progress.finish()
                 let elapsed = started.duration(to: .now)
-                print(Verdicts.render(verdict))
-                print(try await projectTable(world.ledger, verdict))
+                print(
+                    "aggregator: \(verdict.tally.batches.count) batches counted once, "
+                        + "\(verdict.tally.duplicates) duplicate replies ignored, replies agree with the ledger: "
+                        + "\(verdict.repliesMatchLedger ? "yes" : "NO"); "
+                        + (verdict.reconciled ? "RECONCILED" : "NOT RECONCILED") + "\n")
+                print(try await MigrationReport.load(from: world.ledger, migrationId: migrationId).rendered(as: .text))
                 let identities = verdict.totals.overall.inScope
                 print(
                     String(
                         format: "%d identities in %.1f s (%.0f/s end to end, generation and start-up included)",
                         identities, elapsed.seconds, Double(identities) / max(elapsed.seconds, 0.001)))
+                print("\nverify (recount from the source database and the site, independently of the messages):")
+                let verification = try await world.source.withSource { jira in
+                    try await MigrationVerification.verify(
+                        ledger: world.ledger, migrationId: migrationId, source: jira, site: world.siteLocation)
+                }
+                print(verification.rendered(), terminator: "")
+                guard verification.passed else { throw ExitCode(1) }
                 guard verdict.reconciled else { throw ExitCode(1) }
             }
         }
@@ -112,27 +123,6 @@ struct DemoCommand: AsyncParsableCommand {
                 throw ValidationError("queue \(queue) holds \(ready) messages of another run: pass --purge to empty it")
             }
         }
-    }
-
-    private func projectTable(_ ledger: Ledger, _ verdict: AggregatorVerdict) async throws -> String {
-        guard let migration = try await ledger.migration(verdict.migrationId) else { return "" }
-        var lines = ["per project (identities each project references; one identity may be in several):"]
-        for projectId in migration.projectIds {
-            let tallies = verdict.totals.byProject[projectId] ?? [:]
-            let overall = tallies.values.reduce(into: OutcomeTally()) { sum, tally in
-                sum.inScope += tally.inScope
-                sum.created += tally.created
-                sum.linked += tally.linked
-                sum.former += tally.former
-                sum.rejected += tally.rejected
-                sum.alreadyMigrated += tally.alreadyMigrated
-            }
-            lines.append(
-                "  project \(projectId): in scope \(overall.inScope), created \(overall.created), linked "
-                    + "\(overall.linked), former \(overall.former), rejected \(overall.rejected), already "
-                    + "\(overall.alreadyMigrated)  \(overall.balances ? "ok" : "NOT BALANCED")")
-        }
-        return lines.joined(separator: "\n")
     }
 }
 
