@@ -2,9 +2,10 @@
 # Benchmark of the local cloud site (jsm-migrate cloud-site) and the Atlassian REST adapter.
 #
 # Builds in release, starts the site on SQLite and then on PostgreSQL, drives N customer creations
-# from site-benchmark (a concurrent client using the adapter, and a raw HTTPClient loop as the
-# baseline) and prints creations/s, the adapter's overhead per call, the site's peak RSS, the
-# machine and the command. Client and site share the machine's cores.
+# from site-benchmark with three concurrent clients (a poll(2) socket loop that leaves the cores to
+# the site, a raw HTTPClient loop, and the REST adapter), and prints creations/s, the CPU time the
+# client and the site spent per creation, the adapter's overhead per call, the site's peak RSS,
+# the machine and the command. Client and site share the machine's cores.
 #
 #   N=100000 CONCURRENCY=128 scripts/bench-site.sh            # both stores
 #   STORES=sqlite scripts/bench-site.sh                       # SQLite only
@@ -34,6 +35,11 @@ WORK="$(mktemp -d)"
 SITE_PID=""
 SCHEMA="bench_site_$$"
 cleanup() {
+    local status=$?
+    if ((status != 0)) && [[ -s "$WORK/site.log" ]]; then
+        echo "the site's log (last 20 lines):" >&2
+        tail -n 20 "$WORK/site.log" >&2
+    fi
     if [[ -n "$SITE_PID" ]] && kill -0 "$SITE_PID" 2>/dev/null; then
         kill -TERM "$SITE_PID" 2>/dev/null || true
         wait "$SITE_PID" 2>/dev/null || true
@@ -52,13 +58,11 @@ wait_for_site() {
     until curl -fsS -o /dev/null 2>/dev/null -u "bench@example.com:$JSM_SITE_TOKEN" "http://127.0.0.1:$PORT/_local/v1/counts"; do
         tries=$((tries + 1))
         if ((tries > 100)); then
-            echo "the site did not start; its log:" >&2
-            cat "$WORK/site.log" >&2
+            echo "the site did not start" >&2
             exit 1
         fi
         if ! kill -0 "$SITE_PID" 2>/dev/null; then
-            echo "the site exited; its log:" >&2
-            cat "$WORK/site.log" >&2
+            echo "the site exited" >&2
             exit 1
         fi
         sleep 0.2
@@ -77,7 +81,7 @@ for store in $STORES; do
         --token-file "$WORK/token" --log-level warning >"$WORK/site.log" 2>&1 &
     SITE_PID=$!
     wait_for_site
-    "$BIN/site-benchmark" --base-url "http://127.0.0.1:$PORT" --count "$N" \
+    "$BIN/site-benchmark" --base-url "http://127.0.0.1:$PORT" --count "$N" --site-pid "$SITE_PID" \
         --concurrency "$CONCURRENCY" --latency-count "$LATENCY_N"
     echo "site peak RSS: $(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$SITE_PID/status")," \
         "site CPU time: $(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / hz}' "/proc/$SITE_PID/stat")"

@@ -8,10 +8,13 @@ import NIOHTTP1
 
 /// The cloud-site port over Atlassian Cloud's REST API, through one shared, pooled `HTTPClient`.
 ///
-/// It works the same against a real site and against `jsm-migrate cloud-site`. Creation is
-/// create-then-link: it asks the site to create, and on 409 looks the email up and links, so
-/// concurrent workers and redelivered messages converge on one account. 429 and 503 are waited
-/// out per ``ThrottleRetryPolicy``; timeouts and other 5xx answers are thrown as retriable
+/// It works the same against a real site and against `jsm-migrate cloud-site`. A customer is
+/// create-then-link: it asks the site to create, and on 409 looks the email up and links. An
+/// Atlassian account is look-up-then-create, since Atlassian's "Create user" answers 201 for an
+/// account that already exists with Jira access; an "exists" answer to the creation (400 or 409)
+/// is looked up again and linked. Either way concurrent workers and redelivered messages converge
+/// on one account. 429 and 503 are waited out per ``ThrottleRetryPolicy``; timeouts and other 5xx
+/// answers are thrown as retriable
 /// ``CloudSiteError``s for the worker to return the batch to the queue.
 public final class AtlassianCloudSite: CloudSite {
     /// The settings in use (the token inside is never logged).
@@ -121,26 +124,49 @@ public final class AtlassianCloudSite: CloudSite {
         return result
     }
 
-    /// `POST /rest/api/3/user` with no products; on 409, links to the email's Atlassian account.
+    /// Looks the email up first and links to its Atlassian account if it has one; otherwise
+    /// `POST /rest/api/3/user` with `products: []` (no licence, no invitation).
+    ///
+    /// Atlassian answers 201 both for a new account and for an existing one with Jira access, so
+    /// only the lookup first tells a link from a creation. An answer that says the account exists
+    /// (400 for an existing account without Jira access, which is what a concurrent or earlier
+    /// migration makes, or 409) is followed by a second lookup and becomes a link; a 400 with no
+    /// Atlassian account behind it is a refusal. A customer account with the same email is never a
+    /// reason to link: the rules then want a second, Atlassian, account.
     public func createAtlassianAccount(email: NormalizedEmail, displayName: String) async throws -> AccountProvisioning
     {
         let path = "/rest/api/3/user"
-        let body = UserCreateBody(emailAddress: email.value, displayName: displayName, products: [])
-        let answer = try await send(.POST, path: path, query: nil, body: body)
         let result: AccountProvisioning
-        switch answer.status {
-        case 201, 200:
-            let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
-            result = .created(ExistingCloudAccount(accountId: user.accountId, type: .atlassian))
-        case 409:
-            let existing = try await accounts(withEmail: email).filter { $0.type == .atlassian }
-            guard let account = existing.first else { throw conflictWithoutAccount(path: "POST \(path)", status: 409) }
-            result = .linked(account)
-        default:
-            throw failure(answer, path: "POST \(path)")
+        if let existing = try await atlassianAccount(withEmail: email) {
+            result = .linked(existing)
+        } else {
+            let body = UserCreateBody(emailAddress: email.value, displayName: displayName, products: [])
+            let answer = try await send(.POST, path: path, query: nil, body: body)
+            switch answer.status {
+            case 201, 200:
+                let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
+                result = .created(ExistingCloudAccount(accountId: user.accountId, type: .atlassian))
+            case 400:
+                guard let existing = try await atlassianAccount(withEmail: email) else {
+                    throw failure(answer, path: "POST \(path)")
+                }
+                result = .linked(existing)
+            case 409:
+                guard let existing = try await atlassianAccount(withEmail: email) else {
+                    throw conflictWithoutAccount(path: "POST \(path)", status: 409)
+                }
+                result = .linked(existing)
+            default:
+                throw failure(answer, path: "POST \(path)")
+            }
         }
         metrics.recordProvisioning(result)
         return result
+    }
+
+    /// The email's Atlassian account, if it has one (its customer account does not count).
+    private func atlassianAccount(withEmail email: NormalizedEmail) async throws -> ExistingCloudAccount? {
+        try await accounts(withEmail: email).first { $0.type == .atlassian }
     }
 
     /// `POST /rest/api/3/group`; when the site refuses because the name is taken (400), the group
@@ -213,7 +239,12 @@ public final class AtlassianCloudSite: CloudSite {
         request.method = method
         request.headers.add(name: "Authorization", value: authorization)
         request.headers.add(name: "Accept", value: "application/json")
-        if let body {
+        if let body = body as? any HandWrittenJSON {
+            var buffer = ByteBufferAllocator().buffer(capacity: 256)
+            body.writeJSON(to: &buffer)
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(buffer)
+        } else if let body {
             let data: Data
             do {
                 data = try JSONEncoder().encode(body)

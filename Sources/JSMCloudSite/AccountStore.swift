@@ -18,6 +18,13 @@ public protocol AccountStore: Service {
     /// then `.existing` with that Atlassian account, the one to link to.
     func insertAccounts(_ accounts: [NewSiteAccount]) async throws -> [AccountCreation]
 
+    /// Gives the Atlassian account with this id access to `products` as well as those it has;
+    /// the account as it now is, or `nil` when no Atlassian account has this id.
+    ///
+    /// `POST /rest/api/3/user` does this when the email's Atlassian account exists and the request
+    /// names products. Concurrent grants to one account all land (compare-and-set, retried).
+    func grantProducts(_ products: [String], toAccountId accountId: String) async throws -> SiteAccount?
+
     /// The accounts with this normalised email, Atlassian first.
     func accounts(withEmail email: String) async throws -> [SiteAccount]
 
@@ -65,6 +72,9 @@ extension CloudAccountType {
     }
 }
 
+/// How many times a product grant re-reads and retries after a concurrent grant changed the account.
+let productGrantAttempts = 8
+
 extension AccountCreation {
     /// Pairs each requested account with its outcome: `created` when its id came back from the
     /// insert, else `existing` with the account that stood in its way (for a customer, the email's
@@ -79,7 +89,7 @@ extension AccountCreation {
                 return .created(
                     SiteAccount(
                         sequence: seq, accountId: account.accountId, type: account.type,
-                        email: account.email.value, displayName: account.displayName))
+                        email: account.email.value, displayName: account.displayName, products: account.products))
             }
             let found = existing[account.email.value] ?? []
             let atlassian = found.first { $0.type == .atlassian }

@@ -54,9 +54,12 @@ public final class PostgresAccountStore: AccountStore {
                 email TEXT NOT NULL CHECK (email <> '' AND email = lower(btrim(email))),
                 account_type TEXT NOT NULL CHECK (account_type IN ('atlassian', 'customer')),
                 display_name TEXT NOT NULL,
+                products TEXT NOT NULL DEFAULT '',
                 UNIQUE (email, account_type)
             )
             """,
+            // A schema made before accounts had product access gains the column (no access).
+            "ALTER TABLE \(accountsTable) ADD COLUMN IF NOT EXISTS products TEXT NOT NULL DEFAULT ''",
             """
             CREATE TABLE IF NOT EXISTS \(groupsTable) (
                 seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -107,12 +110,13 @@ public final class PostgresAccountStore: AccountStore {
         let emails = accounts.map(\.email.value)
         let types = accounts.map(\.type.rawValue)
         let names = accounts.map(\.displayName)
+        let products = accounts.map { JiraProduct.column($0.products) }
         let rows = try await client.query(
             """
-            INSERT INTO \(unescaped: accountsTable) (account_id, email, account_type, display_name)
-            SELECT v.account_id, v.email, v.account_type, v.display_name
-            FROM UNNEST(\(ids)::text[], \(emails)::text[], \(types)::text[], \(names)::text[])
-                AS v (account_id, email, account_type, display_name)
+            INSERT INTO \(unescaped: accountsTable) (account_id, email, account_type, display_name, products)
+            SELECT v.account_id, v.email, v.account_type, v.display_name, v.products
+            FROM UNNEST(\(ids)::text[], \(emails)::text[], \(types)::text[], \(names)::text[], \(products)::text[])
+                AS v (account_id, email, account_type, display_name, products)
             WHERE v.account_type = 'atlassian' OR NOT EXISTS
                 (SELECT 1 FROM \(unescaped: accountsTable) a WHERE a.email = v.email AND a.account_type = 'atlassian')
             ON CONFLICT (email, account_type) DO NOTHING
@@ -126,11 +130,11 @@ public final class PostgresAccountStore: AccountStore {
             let missing = Array(Set(accounts.filter { sequences[$0.accountId] == nil }.map(\.email.value)))
             let found = try await client.query(
                 """
-                SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+                SELECT seq, account_id, email, account_type, display_name, products FROM \(unescaped: accountsTable)
                 WHERE email = ANY(\(missing)::text[])
                 """,
                 logger: logger)
-            for try await row in found.decode((Int64, String, String, String, String).self) {
+            for try await row in found.decode(AccountRow.self) {
                 let account = try Self.account(row)
                 existing[account.email, default: []].append(account)
             }
@@ -141,12 +145,12 @@ public final class PostgresAccountStore: AccountStore {
     public func accounts(withEmail email: String) async throws -> [SiteAccount] {
         let rows = try await client.query(
             """
-            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            SELECT seq, account_id, email, account_type, display_name, products FROM \(unescaped: accountsTable)
             WHERE email = \(email) ORDER BY account_type
             """,
             logger: logger)
         var result: [SiteAccount] = []
-        for try await row in rows.decode((Int64, String, String, String, String).self) {
+        for try await row in rows.decode(AccountRow.self) {
             result.append(try Self.account(row))
         }
         return result
@@ -155,12 +159,42 @@ public final class PostgresAccountStore: AccountStore {
     public func account(withId accountId: String) async throws -> SiteAccount? {
         let rows = try await client.query(
             """
-            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            SELECT seq, account_id, email, account_type, display_name, products FROM \(unescaped: accountsTable)
             WHERE account_id = \(accountId)
             """,
             logger: logger)
-        for try await row in rows.decode((Int64, String, String, String, String).self) { return try Self.account(row) }
+        for try await row in rows.decode(AccountRow.self) { return try Self.account(row) }
         return nil
+    }
+
+    public func grantProducts(_ products: [String], toAccountId accountId: String) async throws -> SiteAccount? {
+        for _ in 0..<productGrantAttempts {
+            let rows = try await client.query(
+                """
+                SELECT seq, account_id, email, account_type, display_name, products FROM \(unescaped: accountsTable)
+                WHERE account_id = \(accountId) AND account_type = 'atlassian'
+                """,
+                logger: logger)
+            var current: SiteAccount?
+            for try await row in rows.decode(AccountRow.self) { current = try Self.account(row) }
+            guard let current else { return nil }
+            let wanted = JiraProduct.canonical(current.products + products)
+            if wanted == current.products { return current }
+            let wantedColumn = JiraProduct.column(wanted)
+            let currentColumn = JiraProduct.column(current.products)
+            let updated = try await client.query(
+                """
+                UPDATE \(unescaped: accountsTable) SET products = \(wantedColumn)
+                WHERE account_id = \(accountId) AND products = \(currentColumn) RETURNING seq
+                """,
+                logger: logger)
+            for try await _ in updated.decode(Int64.self) {
+                return SiteAccount(
+                    sequence: current.sequence, accountId: current.accountId, type: current.type,
+                    email: current.email, displayName: current.displayName, products: wanted)
+            }
+        }
+        throw AccountStoreError("the account's products kept changing during a grant; try again")
     }
 
     public func createGroup(named name: String) async throws -> GroupCreation {
@@ -226,12 +260,12 @@ public final class PostgresAccountStore: AccountStore {
     public func accounts(after sequence: Int64, limit: Int) async throws -> [SiteAccount] {
         let rows = try await client.query(
             """
-            SELECT seq, account_id, email, account_type, display_name FROM \(unescaped: accountsTable)
+            SELECT seq, account_id, email, account_type, display_name, products FROM \(unescaped: accountsTable)
             WHERE seq > \(sequence) ORDER BY seq LIMIT \(limit)
             """,
             logger: logger)
         var result: [SiteAccount] = []
-        for try await row in rows.decode((Int64, String, String, String, String).self) {
+        for try await row in rows.decode(AccountRow.self) {
             result.append(try Self.account(row))
         }
         return result
@@ -242,7 +276,12 @@ public final class PostgresAccountStore: AccountStore {
         try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"), logger: logger)
     }
 
-    private static func account(_ row: (Int64, String, String, String, String)) throws -> SiteAccount {
-        SiteAccount(sequence: row.0, accountId: row.1, type: try .fromColumn(row.3), email: row.2, displayName: row.4)
+    /// `seq, account_id, email, account_type, display_name, products`, as every account query selects them.
+    private typealias AccountRow = (Int64, String, String, String, String, String)
+
+    private static func account(_ row: AccountRow) throws -> SiteAccount {
+        SiteAccount(
+            sequence: row.0, accountId: row.1, type: try .fromColumn(row.3), email: row.2, displayName: row.4,
+            products: JiraProduct.fromColumn(row.5))
     }
 }

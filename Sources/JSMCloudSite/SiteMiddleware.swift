@@ -1,4 +1,3 @@
-import Foundation
 import Hummingbird
 import Logging
 
@@ -22,16 +21,84 @@ struct TokenAuthenticationMiddleware<Context: RequestContext>: RouterMiddleware 
         return try await next(request, context)
     }
 
+    /// Whether a `Basic` authorization header carries the token as its password.
+    ///
+    /// Read on the header's bytes (no Foundation trimming or `Data`): this runs on every request.
     private func presentsToken(_ header: String) -> Bool {
-        guard header.count > 6, header.prefix(6).lowercased() == "basic ",
-            let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+        var header = header
+        return header.withUTF8 { bytes in
+            guard let presented = BasicCredentials.password(inHeader: bytes) else { return false }
+            guard presented.count == token.count else { return false }
+            var difference: UInt8 = 0
+            for index in 0..<presented.count { difference |= presented[index] ^ token[index] }
+            return difference == 0
+        }
+    }
+}
+
+/// Reads basic-auth credentials from an `Authorization` header's bytes.
+enum BasicCredentials {
+    /// The longest header read; anything longer is refused rather than decoded.
+    static let maxHeaderBytes = 8_192
+
+    /// The password (the part after the first `:`) of `Basic <base64(user:password)>`, the scheme
+    /// name in any case and spaces around the credentials allowed; `nil` when the header is not that.
+    static func password(inHeader bytes: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let scheme: StaticString = "basic "
+        guard bytes.count > scheme.utf8CodeUnitCount, bytes.count <= maxHeaderBytes else { return nil }
+        let schemeMatches = scheme.withUTF8Buffer { expected in
+            (0..<expected.count).allSatisfy { bytes[$0] | 0x20 == expected[$0] }
+        }
+        guard schemeMatches else { return nil }
+        var start = scheme.utf8CodeUnitCount
+        var end = bytes.count
+        while start < end, bytes[start] == UInt8(ascii: " ") || bytes[start] == UInt8(ascii: "\t") { start += 1 }
+        while end > start, bytes[end - 1] == UInt8(ascii: " ") || bytes[end - 1] == UInt8(ascii: "\t") { end -= 1 }
+        guard let decoded = base64Decoded(UnsafeBufferPointer(rebasing: bytes[start..<end])),
             let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
-        else { return false }
-        let presented = Array(decoded[decoded.index(after: colon)...])
-        guard presented.count == token.count else { return false }
-        var difference: UInt8 = 0
-        for (lhs, rhs) in zip(presented, token) { difference |= lhs ^ rhs }
-        return difference == 0
+        else { return nil }
+        return Array(decoded[(colon + 1)...])
+    }
+
+    /// Standard base64 with padding (RFC 4648 section 4), as `Data(base64Encoded:)` reads it:
+    /// the length a multiple of 4, `=` only at the end; `nil` for anything else.
+    static func base64Decoded(_ text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard !text.isEmpty, text.count % 4 == 0 else { return nil }
+        var padding = 0
+        if text[text.count - 1] == UInt8(ascii: "=") { padding += 1 }
+        if text[text.count - 2] == UInt8(ascii: "=") { padding += 1 }
+        var output: [UInt8] = []
+        output.reserveCapacity(text.count / 4 * 3)
+        for quad in stride(from: 0, to: text.count, by: 4) {
+            let isLast = quad + 4 == text.count
+            var value: UInt32 = 0
+            for offset in 0..<4 {
+                let character = text[quad + offset]
+                let sextet: UInt8
+                if character == UInt8(ascii: "="), isLast, offset >= 4 - padding {
+                    sextet = 0
+                } else {
+                    guard let decoded = sextetValue(character) else { return nil }
+                    sextet = decoded
+                }
+                value = value << 6 | UInt32(sextet)
+            }
+            output.append(UInt8(truncatingIfNeeded: value >> 16))
+            if !isLast || padding < 2 { output.append(UInt8(truncatingIfNeeded: value >> 8)) }
+            if !isLast || padding < 1 { output.append(UInt8(truncatingIfNeeded: value)) }
+        }
+        return output
+    }
+
+    private static func sextetValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): return character - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): return character - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return character - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"): return 62
+        case UInt8(ascii: "/"): return 63
+        default: return nil
+        }
     }
 }
 

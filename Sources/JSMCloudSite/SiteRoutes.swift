@@ -40,10 +40,12 @@ struct SiteRoutes: Sendable {
         case .failure(let problem):
             return SiteResponse.serviceDeskError(.badRequest, problem.message, key: "invalid.display.name")
         }
-        let conflict = SiteResponse.serviceDeskError(
-            strict ? .conflict : .badRequest, "An account already exists for this email address.", key: "email.exists")
         let creation = try await writer.create(NewSiteAccount(type: .customer, email: email, displayName: displayName))
-        guard case .created(let account) = creation else { return conflict }
+        guard case .created(let account) = creation else {
+            return SiteResponse.serviceDeskError(
+                strict ? .conflict : .badRequest, "An account already exists for this email address.",
+                key: "email.exists")
+        }
         return SiteResponse.json(CustomerBody(account, baseURL: baseURL(request)), status: .created)
     }
 
@@ -88,9 +90,14 @@ struct SiteRoutes: Sendable {
         return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .ok)
     }
 
-    /// `POST /rest/api/3/user`: creates an Atlassian account without product access and without
-    /// invitation. An email with only a customer account gets a second (Atlassian) account; one
-    /// that already has an Atlassian account gets 409.
+    /// `POST /rest/api/3/user`: creates an Atlassian account, never inviting anyone; `products: []`
+    /// gives no product access (the migration's way), no `products` field the default access.
+    ///
+    /// Atlassian's documented answers when the email already has an Atlassian account: 201 with
+    /// that account when it has access to Jira (any requested products are added), 201 too when it
+    /// has none but the request names products (they are granted), and 400 when it has none and
+    /// none are requested. A customer account with the same email does not count: the email gets
+    /// a second, Atlassian, account (201).
     func createUser(_ request: Request, context: some RequestContext) async throws -> Response {
         var request = request
         let body = try await BodyProblem.decode(UserCreateRequest.self, from: &request, limit: maxBodyBytes)
@@ -106,11 +113,33 @@ struct SiteRoutes: Sendable {
         case .failure(let problem):
             return SiteResponse.platformError(.badRequest, problem.message, errors: ["displayName": problem.message])
         }
-        let creation = try await writer.create(NewSiteAccount(type: .atlassian, email: email, displayName: displayName))
-        guard case .created(let account) = creation else {
-            return SiteResponse.platformError(.conflict, "An Atlassian account already exists for this email address.")
+        let products: [String]
+        switch SiteValidation.products(body.products) {
+        case .success(let valid): products = valid
+        case .failure(let problem):
+            return SiteResponse.platformError(.badRequest, problem.message, errors: ["products": problem.message])
         }
-        return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .created)
+        let creation = try await writer.create(
+            NewSiteAccount(type: .atlassian, email: email, displayName: displayName, products: products))
+        switch creation {
+        case .created(let account):
+            return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .created)
+        case .existing(let existing):
+            guard existing.hasProductAccess || !products.isEmpty else {
+                return SiteResponse.platformError(
+                    .badRequest,
+                    "The user with this email address already exists, has no access to Jira, "
+                        + "and no product was requested.")
+            }
+            var account = existing
+            if !Set(products).isSubset(of: existing.products) {
+                guard let granted = try await store.grantProducts(products, toAccountId: existing.accountId) else {
+                    throw AccountStoreError("an existing Atlassian account could not be read back for a product grant")
+                }
+                account = granted
+            }
+            return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .created)
+        }
     }
 
     // MARK: Groups

@@ -31,57 +31,56 @@ struct GroupMemberRequest: Decodable {
 }
 
 /// The service desk's `UserDTO`, answered by customer creation.
-struct CustomerBody: Encodable {
-    struct Links: Encodable {
-        let jiraRest: String
-        let avatarUrls: [String: String]
-        let `self`: String
-    }
-
-    let accountId: String
-    let name: String
-    let key: String
-    let emailAddress: String
-    let displayName: String
-    let active: Bool
-    let timeZone: String
-    let _links: Links
+struct CustomerBody: JSONBody {
+    let account: SiteAccount
+    let baseURL: String
 
     init(_ account: SiteAccount, baseURL: String) {
-        accountId = account.accountId
-        name = account.accountId
-        key = account.accountId
-        emailAddress = account.email
-        displayName = account.displayName
-        active = true
-        timeZone = "Etc/UTC"
+        self.account = account
+        self.baseURL = baseURL
+    }
+
+    func write(to json: inout JSONWriter) {
         let userURL = baseURL + "/rest/api/2/user?accountId=" + account.accountId
-        _links = Links(jiraRest: userURL, avatarUrls: [:], self: userURL)
+        json.object {
+            $0.member("accountId", account.accountId)
+            $0.member("name", account.accountId)
+            $0.member("key", account.accountId)
+            $0.member("emailAddress", account.email)
+            $0.member("displayName", account.displayName)
+            $0.member("active", true)
+            $0.member("timeZone", "Etc/UTC")
+            $0.member("_links") {
+                $0.member("jiraRest", userURL)
+                $0.member("avatarUrls", stringMap: [:])
+                $0.member("self", userURL)
+            }
+        }
     }
 }
 
 /// The platform's `User`, answered by user search, lookup and creation.
-struct UserBody: Encodable {
-    let `self`: String
-    let accountId: String
-    let accountType: String
-    let emailAddress: String
-    let avatarUrls: [String: String]
-    let displayName: String
-    let active: Bool
-    let timeZone: String
-    let locale: String
+struct UserBody: JSONBody {
+    let account: SiteAccount
+    let baseURL: String
 
     init(_ account: SiteAccount, baseURL: String) {
-        self.`self` = baseURL + "/rest/api/3/user?accountId=" + account.accountId
-        accountId = account.accountId
-        accountType = account.type.rawValue
-        emailAddress = account.email
-        avatarUrls = [:]
-        displayName = account.displayName
-        active = true
-        timeZone = "Etc/UTC"
-        locale = "en_US"
+        self.account = account
+        self.baseURL = baseURL
+    }
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("self", baseURL + "/rest/api/3/user?accountId=" + account.accountId)
+            $0.member("accountId", account.accountId)
+            $0.member("accountType", account.type.rawValue)
+            $0.member("emailAddress", account.email)
+            $0.member("avatarUrls", stringMap: [:])
+            $0.member("displayName", account.displayName)
+            $0.member("active", true)
+            $0.member("timeZone", "Etc/UTC")
+            $0.member("locale", "en_US")
+        }
     }
 }
 
@@ -89,7 +88,8 @@ struct UserBody: Encodable {
 struct GroupBody: Encodable {
     struct Users: Encodable {
         let size: Int
-        let items: [UserBody]
+        /// Always empty: the site does not expand a group's users.
+        let items: [String]
         let maxResults: Int
         let startIndex: Int
         let endIndex: Int
@@ -132,20 +132,33 @@ struct GroupPageBody: Encodable {
 }
 
 /// The platform's error shape: `{"errorMessages":[...],"errors":{...}}`.
-struct PlatformErrorBody: Encodable {
+struct PlatformErrorBody: JSONBody {
     let errorMessages: [String]
     let errors: [String: String]
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("errorMessages", strings: errorMessages)
+            $0.member("errors", stringMap: errors)
+        }
+    }
 }
 
 /// The service desk's error shape: `{"errorMessage":"...","i18nErrorMessage":{...}}`.
-struct ServiceDeskErrorBody: Encodable {
-    struct I18n: Encodable {
-        let i18nKey: String
-        let parameters: [String]
-    }
-
+struct ServiceDeskErrorBody: JSONBody {
     let errorMessage: String
-    let i18nErrorMessage: I18n
+    /// The message key, this site's own.
+    let i18nKey: String
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("errorMessage", errorMessage)
+            $0.member("i18nErrorMessage") {
+                $0.member("i18nKey", i18nKey)
+                $0.member("parameters", strings: [])
+            }
+        }
+    }
 }
 
 /// `GET /_local/v1/counts`: this site's own verification figures (not an Atlassian endpoint).
@@ -177,13 +190,23 @@ struct LocalAccountPageBody: Encodable {
 
 /// Builds the answers, with Atlassian's content type.
 enum SiteResponse {
+    /// An answer whose body `JSONEncoder` writes: for the rarer bodies.
     static func json(_ value: some Encodable, status: HTTPResponse.Status, headers: HTTPFields = [:]) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .withoutEscapingSlashes
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return answer(ByteBuffer(bytes: data), status: status, headers: headers)
+    }
+
+    /// An answer whose body writes itself: for the bodies on the creation path.
+    static func json(_ value: some JSONBody, status: HTTPResponse.Status, headers: HTTPFields = [:]) -> Response {
+        answer(JSONWriter.text(of: value), status: status, headers: headers)
+    }
+
+    private static func answer(_ body: ByteBuffer, status: HTTPResponse.Status, headers: HTTPFields) -> Response {
         var headers = headers
         headers[.contentType] = "application/json;charset=UTF-8"
-        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
     /// A platform (`/rest/api/3`) error.
@@ -196,9 +219,7 @@ enum SiteResponse {
     /// A service desk (`/rest/servicedeskapi`) error; the i18n key is this site's own.
     static func serviceDeskError(_ status: HTTPResponse.Status, _ message: String, key: String) -> Response {
         json(
-            ServiceDeskErrorBody(
-                errorMessage: message,
-                i18nErrorMessage: .init(i18nKey: "jsm-migrate.cloud-site." + key, parameters: [])),
+            ServiceDeskErrorBody(errorMessage: message, i18nKey: "jsm-migrate.cloud-site." + key),
             status: status)
     }
 }
@@ -247,6 +268,11 @@ struct BodyProblem: Error {
         guard buffer.readableBytes > 0 else {
             throw BodyProblem("The request body is empty; a JSON object is expected.")
         }
+        if let flatType = type as? any FlatDecodable.Type, let object = FlatJSONObject.parse(buffer),
+            let value = try? flatType.init(flat: object) as? Value
+        {
+            return value
+        }
         do {
             return try JSONDecoder().decode(type, from: buffer)
         } catch let error as DecodingError {
@@ -274,6 +300,20 @@ enum SiteValidation {
         }
     }
 
+    /// The products of `POST /rest/api/3/user`: Atlassian's keys only, canonical; none given means
+    /// the default access (every product), `[]` means no access.
+    static func products(_ raw: [String]?) -> Result<[String], BodyProblem> {
+        guard let raw else { return .success(JiraProduct.all) }
+        guard raw.count <= 16 else { return .failure(BodyProblem("The field 'products' lists too many products.")) }
+        if let unknown = raw.first(where: { !JiraProduct.all.contains($0) }) {
+            return .failure(
+                BodyProblem(
+                    "The product '\(unknown.prefix(64))' is not valid; use "
+                        + JiraProduct.all.joined(separator: ", ") + "."))
+        }
+        return .success(JiraProduct.canonical(raw))
+    }
+
     /// A display name: trimmed, defaulting to the email, at most 255 characters.
     static func displayName(_ raw: String?, email: NormalizedEmail, field: String) -> Result<String, BodyProblem> {
         guard let raw else { return .success(email.value) }
@@ -281,7 +321,11 @@ enum SiteValidation {
         guard raw.utf8.count <= maxNameLength * 4 else {
             return .failure(BodyProblem("The field '\(field)' must be at most \(maxNameLength) characters."))
         }
-        let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Most names have nothing to trim: looking at both ends first skips Foundation's trimming.
+        let scalars = raw.unicodeScalars
+        let trimmed =
+            (scalars.first?.properties.isWhitespace == false && scalars.last?.properties.isWhitespace == false)
+            ? raw : raw.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.count <= maxNameLength else {
             return .failure(BodyProblem("The field '\(field)' must be at most \(maxNameLength) characters."))
         }

@@ -7,7 +7,8 @@ import NIOCore
 import NIOHTTP1
 
 /// `site-benchmark`: drives account creations against a cloud site and prints creations per second
-/// and the adapter's overhead per call (adapter against a raw `HTTPClient` loop in the same run).
+/// from three clients (a `poll(2)` socket loop that leaves the cores to the site, a raw `HTTPClient`
+/// loop, and the REST adapter) and the adapter's overhead per call against the `HTTPClient` loop.
 ///
 /// The token comes from `JSM_SITE_TOKEN`, never the command line.
 @main
@@ -27,6 +28,9 @@ struct SiteBenchmark: AsyncParsableCommand {
 
     @Option(help: "Sequential calls per latency run (adapter overhead per call).")
     var latencyCount: Int = 5_000
+
+    @Option(help: "The site's process id, to report its CPU time per creation (Linux /proc).")
+    var sitePid: Int?
 
     func validate() throws {
         guard count > 0, concurrency > 0, latencyCount > 0 else {
@@ -51,12 +55,27 @@ struct SiteBenchmark: AsyncParsableCommand {
                 try await raw.create(email: "warm-\(runId)-\(index)@bench.example.com")
             }
 
-            let rawThroughput = try await drive(count: count, concurrency: concurrency) { index in
-                try await raw.create(email: "raw-\(runId)-\(index)@bench.example.com")
+            guard let sockets = SocketLoad(baseURL: configuration.baseURL, authorization: raw.authorization) else {
+                throw ValidationError("--base-url must look like http://HOST:PORT")
             }
-            let adapterThroughput = try await drive(count: count, concurrency: concurrency) { index in
-                guard let email = NormalizedEmail("adapter-\(runId)-\(index)@bench.example.com") else { return }
-                _ = try await adapter.createCustomer(email: email, displayName: "Bench \(index)")
+            let cpu = CPUClock(sitePid: sitePid)
+            let socketThroughput = try await cpu.measure(calls: count) {
+                let outcome = try await sockets.run(
+                    count: count, connections: concurrency, emailPrefix: "socket-\(runId)")
+                guard outcome.created == count else {
+                    throw ValidationError("the socket loop created \(outcome.created) of \(count)")
+                }
+            }
+            let rawThroughput = try await cpu.measure(calls: count) {
+                _ = try await drive(count: count, concurrency: concurrency) { index in
+                    try await raw.create(email: "raw-\(runId)-\(index)@bench.example.com")
+                }
+            }
+            let adapterThroughput = try await cpu.measure(calls: count) {
+                _ = try await drive(count: count, concurrency: concurrency) { index in
+                    guard let email = NormalizedEmail("adapter-\(runId)-\(index)@bench.example.com") else { return }
+                    _ = try await adapter.createCustomer(email: email, displayName: "Bench \(index)")
+                }
             }
             let rawLatency = try await drive(count: latencyCount, concurrency: 1) { index in
                 try await raw.create(email: "rawseq-\(runId)-\(index)@bench.example.com")
@@ -67,15 +86,14 @@ struct SiteBenchmark: AsyncParsableCommand {
             }
             let metrics = adapter.metrics.snapshot
 
-            print("creations (customer), concurrency \(concurrency), \(count) each:")
-            print(
-                String(
-                    format: "  raw HTTPClient loop : %9.0f creations/s  (%.1f s)", rawThroughput.rate,
-                    rawThroughput.seconds))
-            print(
-                String(
-                    format: "  REST adapter        : %9.0f creations/s  (%.1f s)", adapterThroughput.rate,
-                    adapterThroughput.seconds))
+            print("creations (customer), concurrency \(concurrency), \(count) each (CPU per creation):")
+            for (name, run) in [
+                ("socket loop (poll)  ", socketThroughput), ("raw HTTPClient loop ", rawThroughput),
+                ("REST adapter        ", adapterThroughput),
+            ] {
+                print(
+                    "  \(name): " + String(format: "%9.0f creations/s  (%.1f s)", run.rate, run.seconds) + run.cpuText)
+            }
             print("sequential latency, \(latencyCount) calls each:")
             print(String(format: "  raw HTTPClient loop : %7.1f us/call", rawLatency.microsecondsPerCall))
             print(String(format: "  REST adapter        : %7.1f us/call", adapterLatency.microsecondsPerCall))
@@ -98,8 +116,28 @@ struct SiteBenchmark: AsyncParsableCommand {
     struct Run {
         let calls: Int
         let seconds: Double
+        /// CPU seconds this process spent, when measured.
+        var clientCPU: Double?
+        /// CPU seconds the site's process spent, when its pid was given.
+        var siteCPU: Double?
+
+        init(calls: Int, seconds: Double, clientCPU: Double? = nil, siteCPU: Double? = nil) {
+            self.calls = calls
+            self.seconds = seconds
+            self.clientCPU = clientCPU
+            self.siteCPU = siteCPU
+        }
+
         var rate: Double { Double(calls) / seconds }
         var microsecondsPerCall: Double { seconds / Double(calls) * 1e6 }
+
+        /// `, client N us, site M us` per call, for what was measured.
+        var cpuText: String {
+            var parts: [String] = []
+            if let clientCPU { parts.append(String(format: "client %.0f us", clientCPU / Double(calls) * 1e6)) }
+            if let siteCPU { parts.append(String(format: "site %.0f us", siteCPU / Double(calls) * 1e6)) }
+            return parts.isEmpty ? "" : "  CPU: " + parts.joined(separator: ", ")
+        }
     }
 
     /// Runs `count` calls over `concurrency` creators, each taking every `concurrency`-th index.
@@ -143,5 +181,41 @@ struct RawCreator: Sendable {
         let response = try await client.execute(request, timeout: .seconds(30))
         _ = try await response.body.collect(upTo: 1 << 20)
         guard response.status == .created else { throw ValidationError("raw creation answered \(response.status)") }
+    }
+}
+
+/// CPU time of this process and, when its pid is known, of the site: the figures that say where a
+/// creation's cost goes when client and site share the cores (wall time alone hides it).
+struct CPUClock: Sendable {
+    let sitePid: Int?
+
+    /// Runs `body` and returns its wall time with both processes' CPU time over it.
+    func measure(calls: Int, _ body: () async throws -> Void) async throws -> SiteBenchmark.Run {
+        let clientBefore = Self.processSeconds(pid: nil)
+        let siteBefore = sitePid.flatMap { Self.processSeconds(pid: $0) }
+        let start = ContinuousClock.now
+        try await body()
+        let elapsed = ContinuousClock.now - start
+        let clientAfter = Self.processSeconds(pid: nil)
+        let siteAfter = sitePid.flatMap { Self.processSeconds(pid: $0) }
+        return SiteBenchmark.Run(
+            calls: calls,
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            clientCPU: clientBefore.flatMap { before in clientAfter.map { $0 - before } },
+            siteCPU: siteBefore.flatMap { before in siteAfter.map { $0 - before } })
+    }
+
+    /// User plus system seconds of a process from `/proc/<pid>/stat` (`self` when `pid` is nil);
+    /// `nil` where there is no `/proc`.
+    static func processSeconds(pid: Int?) -> Double? {
+        let path = "/proc/\(pid.map(String.init) ?? "self")/stat"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+            let afterName = text.lastIndex(of: ")")
+        else { return nil }
+        // Fields after the command name: state is field 3, utime 14 and stime 15 (1-based).
+        let fields = text[text.index(after: afterName)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return ticks > 0 ? (user + system) / ticks : nil
     }
 }

@@ -118,7 +118,7 @@ struct SiteEndpointTests {
     }
 
     @Test(
-        "an Atlassian account is refused twice (409) but may sit beside a customer account",
+        "create user answers as Atlassian documents: 400 for an existing account without Jira access, 201 with it",
         arguments: StoreKind.allCases)
     func atlassianAccountRules(kind: StoreKind) async throws {
         try await SiteHarness.withSite(kind) { site in
@@ -126,11 +126,39 @@ struct SiteEndpointTests {
             let customer = try await SiteHarness.request(
                 site, .POST, "/rest/servicedeskapi/customer", body: #"{"email":"di@example.com","displayName":"Di"}"#)
             #expect(customer.status == 201)
+            // A customer account does not count: the email gets a second, Atlassian, account.
             let first = try await SiteHarness.request(site, .POST, "/rest/api/3/user", body: body)
             #expect(first.status == 201)
+            #expect(first.object["accountType"] as? String == "atlassian")
+            let accountId = try #require(first.object["accountId"] as? String)
+            #expect(accountId != customer.object["accountId"] as? String)
+
+            // It exists without access to Jira and the request names no product: 400, nothing made.
             let second = try await SiteHarness.request(site, .POST, "/rest/api/3/user", body: body)
-            #expect(second.status == 409)
+            #expect(second.status == 400)
             #expect(second.errorText.contains("already exists"))
+            #expect(second.object["errors"] as? [String: String] == [:])
+
+            // Naming a product gives the existing account access: 201 with that same account.
+            let granted = try await SiteHarness.request(
+                site, .POST, "/rest/api/3/user",
+                body: #"{"emailAddress":"DI@example.com","products":["jira-servicedesk"]}"#)
+            #expect(granted.status == 201)
+            #expect(granted.object["accountId"] as? String == accountId)
+            #expect(granted.object["displayName"] as? String == "Di")
+
+            // Now it has access: 201 with the same account, even with no product named.
+            let again = try await SiteHarness.request(site, .POST, "/rest/api/3/user", body: body)
+            #expect(again.status == 201)
+            #expect(again.object["accountId"] as? String == accountId)
+            let stored = try #require(try await site.store.account(withId: accountId))
+            #expect(stored.products == ["jira-servicedesk"])
+
+            let unknownProduct = try await SiteHarness.request(
+                site, .POST, "/rest/api/3/user", body: #"{"emailAddress":"pr@example.com","products":["jira-x"]}"#)
+            #expect(unknownProduct.status == 400)
+            #expect(unknownProduct.errorText.contains("'jira-x' is not valid"))
+
             // A customer is never created beside an Atlassian account.
             let another = try await SiteHarness.request(
                 site, .POST, "/rest/servicedeskapi/customer?strictConflictStatusCode=true",

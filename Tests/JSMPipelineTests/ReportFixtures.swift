@@ -112,6 +112,9 @@ final class HidingAccountStore: AccountStore {
     func insertAccounts(_ accounts: [NewSiteAccount]) async throws -> [AccountCreation] {
         try await inner.insertAccounts(accounts)
     }
+    func grantProducts(_ products: [String], toAccountId accountId: String) async throws -> JSMCloudSite.SiteAccount? {
+        try await inner.grantProducts(products, toAccountId: accountId)
+    }
     func accounts(withEmail email: String) async throws -> [JSMCloudSite.SiteAccount] {
         try await inner.accounts(withEmail: email).filter { !isHidden($0.accountId) }
     }
