@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "JSMCloudSite", targets: ["JSMCloudSite"]),
         .library(name: "JSMLedger", targets: ["JSMLedger"]),
         .executable(name: "ledger-benchmark", targets: ["LedgerBenchmark"]),
+        .executable(name: "pipeline-benchmark", targets: ["PipelineBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -193,6 +194,18 @@ let package = Package(
                 "JSMPipeline", "JSMLedger", "JSMCloud", "JSMLocalRun",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Migrates a generated source end to end with worker processes; prints identities/s,
+        // efficiency against the site's raw rate, peak RSS per process and a re-run's time.
+        .executableTarget(
+            name: "PipelineBenchmark",
+            dependencies: [
+                "AMQP", "JSMCloud", "JSMContracts", "JSMDomain", "JSMLedger", "JSMLocalRun", "JSMPipeline",
+                "JSMServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -191,6 +191,12 @@ extension Ledger {
             throw LedgerError(
                 .invalidRequest, operation: "advanceToMigratePhase", "the scope of \(migrationId) was already cut")
         }
+        if session.dialect == .postgres {
+            // The scope was just bulk-inserted: without fresh statistics the planner joins the
+            // ranked rows back to the table with a nested loop, quadratic in the scope (minutes for
+            // 100,000 identities instead of about a second).
+            try await session.execute("ANALYZE ledger_scope", [])
+        }
         try await session.execute(
             """
             UPDATE ledger_scope

@@ -51,22 +51,6 @@ extension Ledger {
         }
     }
 
-    /// Batches of a migration per state, e.g. to tell when every batch has ended one way or another.
-    public func batchStateCounts(
-        migrationId: String, method: String = LedgerBatch.identityMethod
-    ) async throws(LedgerError) -> [BatchState: Int] {
-        try await database.transaction("batchStateCounts", readOnly: true) { session in
-            var counts: [BatchState: Int] = [:]
-            for row in try await session.query(
-                "SELECT state, COUNT(*) FROM ledger_batches WHERE migration_id = $1 AND method = $2 GROUP BY state",
-                [.text(migrationId), .text(method)])
-            {
-                if let state = BatchState(rawValue: try row.text(0)) { counts[state] = Int(try row.int(1)) }
-            }
-            return counts
-        }
-    }
-
     /// Ids of the migrations in one of `states`, oldest first: what an aggregator resumes after a restart.
     public func migrationIds(inStates states: Set<MigrationState>) async throws(LedgerError) -> [String] {
         let list = states.map(\.rawValue).sorted()

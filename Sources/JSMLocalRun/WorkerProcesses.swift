@@ -11,10 +11,10 @@ public final class WorkerProcesses: Sendable {
     }
 
     /// Starts `count` processes of `executable`; `arguments(i)` are the i-th one's arguments, and
-    /// its standard output and error go to `logDirectory/worker-<i>.log`.
+    /// its standard output and error go to `logDirectory/<logName>-<i>.log`.
     public static func spawn(
         executable: URL, count: Int, arguments: (Int) -> [String], environment: [String: String],
-        logDirectory: String
+        logDirectory: String, logName: String = "worker"
     ) throws -> WorkerProcesses {
         var started: [ProcessBox] = []
         for index in 0..<count {
@@ -22,7 +22,7 @@ public final class WorkerProcesses: Sendable {
             process.executableURL = executable
             process.arguments = arguments(index)
             process.environment = environment
-            let logPath = (logDirectory as NSString).appendingPathComponent("worker-\(index + 1).log")
+            let logPath = (logDirectory as NSString).appendingPathComponent("\(logName)-\(index + 1).log")
             guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
                 throw LocalRunError("cannot create \(logPath)")
             }

@@ -12,7 +12,8 @@ struct LedgerTests {
         try await withTestLedger(backend, migrateSchema: false) { ledger in
             #expect(try await ledger.schemaVersion() == 0)
             let first = try await ledger.migrateSchema()
-            #expect(first.applied == [1])
+            #expect(first.applied == LedgerSchema.migrations.map(\.version))
+            #expect(first.applied == [1, 2])
             #expect(first.currentVersion == LedgerSchema.currentVersion)
             let second = try await ledger.migrateSchema()
             #expect(second.applied.isEmpty)

@@ -1,0 +1,50 @@
+import JSMDomain
+import Testing
+
+@testable import JSMLedger
+
+@Suite("Ledger: batch publication and migration states")
+struct PublishingTests {
+    @Test(
+        "only unconfirmed pending batches are offered for publishing, and a requeued one can be offered again",
+        arguments: Backend.allCases)
+    func unpublishedBatches(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 5))
+            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
+            try await ledger.claimScope(migrationId: "m1", identities: people)
+            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            let all = try await ledger.unpublishedBatches(migrationId: "m1", limit: 100)
+            #expect(all.map(\.sequence) == [0, 1, 2, 3, 4])
+            try await ledger.markPublished(migrationId: "m1", batchIds: all.prefix(3).map(\.batchId))
+            #expect(try await ledger.unpublishedBatches(migrationId: "m1").map(\.sequence) == [3, 4])
+            #expect(try await ledger.unpublishedBatches(migrationId: "m1", limit: 1).map(\.sequence) == [3])
+
+            // A done batch is never offered again, even when its publication is forgotten.
+            let first = try await ledger.loadIdentityBatch(migrationId: "m1", batchId: all[0].batchId)
+            _ = try await ledger.completeBatch(
+                migrationId: "m1", batchId: all[0].batchId, mappings: first.identities.map(createdMapping), result: [1])
+            #expect(try await ledger.markUnpublished(migrationId: "m1", batchId: all[0].batchId))
+            try await ledger.parkBatch(migrationId: "m1", batchId: all[1].batchId, error: "x")
+            try await ledger.requeueBatch(migrationId: "m1", batchId: all[1].batchId)
+            #expect(try await ledger.markUnpublished(migrationId: "m1", batchId: all[1].batchId))
+            #expect(try await ledger.unpublishedBatches(migrationId: "m1").map(\.sequence) == [1, 3, 4])
+            #expect(try await ledger.markUnpublished(migrationId: "m1", batchId: "no-such-batch") == false)
+
+            let states = try await ledger.batchStateCounts(migrationId: "m1")
+            #expect(states == [.done: 1, .pending: 4, .parked: 0, .discarded: 0])
+        }
+    }
+
+    @Test("migrations are listed by state, oldest first", arguments: Backend.allCases)
+    func migrationsByState(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            for id in ["a", "b", "c"] { _ = try await ledger.createOrResumeMigration(definition(id)) }
+            try await ledger.setMigrationState("b", to: .running, from: [.saved])
+            try await ledger.setMigrationState("c", to: .running, from: [.saved])
+            #expect(try await ledger.migrationIds(inStates: [.running]) == ["b", "c"])
+            #expect(try await ledger.migrationIds(inStates: [.saved, .running]).count == 3)
+            #expect(try await ledger.migrationIds(inStates: []).isEmpty)
+        }
+    }
+}
