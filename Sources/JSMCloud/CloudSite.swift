@@ -20,6 +20,12 @@ public protocol CloudSite: Sendable {
     /// rules then want a second account.
     func createAtlassianAccount(email: NormalizedEmail, displayName: String) async throws -> AccountProvisioning
 
+    /// Like ``createAtlassianAccount(email:displayName:)``, for a caller that searched the email
+    /// just before and passes what it found, so the adapter need not search again.
+    func createAtlassianAccount(
+        email: NormalizedEmail, displayName: String, afterSearchFound existing: [ExistingCloudAccount]
+    ) async throws -> AccountProvisioning
+
     /// Creates a group, or reuses the one that already has this name (the caller reports reuse as a
     /// permission-escalation risk).
     func createGroup(named name: String) async throws -> GroupProvisioning
@@ -29,6 +35,13 @@ public protocol CloudSite: Sendable {
 }
 
 extension CloudSite {
+    /// Searches again: correct for any site; adapters that can trust the caller's search override it.
+    public func createAtlassianAccount(
+        email: NormalizedEmail, displayName: String, afterSearchFound existing: [ExistingCloudAccount]
+    ) async throws -> AccountProvisioning {
+        try await createAtlassianAccount(email: email, displayName: displayName)
+    }
+
     /// Creates the account a decision asks for, by type, so callers need not switch themselves.
     public func provisionAccount(
         ofType type: CloudAccountType,

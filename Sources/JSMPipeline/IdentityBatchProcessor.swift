@@ -130,10 +130,12 @@ struct IdentityBatchProcessor: Sendable {
                 case .link(let linked):
                     account = linked
                 case .createAtlassianAccount, .createCustomer:
-                    let type = decision.accountTypeToCreate ?? .atlassian
-                    switch try await site.provisionAccount(
-                        ofType: type, email: group.email, displayName: primary.displayName)
-                    {
+                    let provisioning =
+                        decision.accountTypeToCreate == .customer
+                        ? try await site.createCustomer(email: group.email, displayName: primary.displayName)
+                        : try await site.createAtlassianAccount(
+                            email: group.email, displayName: primary.displayName, afterSearchFound: existing)
+                    switch provisioning {
                     case .created(let created):
                         account = created
                     case .linked(let raced):

@@ -31,6 +31,33 @@ struct AtlassianAccountTests {
     }
 
     @Test(
+        "after the caller's own search, a customer-only email gets an Atlassian account and an Atlassian one is linked",
+        arguments: StoreKind.allCases)
+    func creationAfterTheCallersSearch(kind: StoreKind) async throws {
+        let customerOnly = try #require(NormalizedEmail("customer.only@example.com"))
+        let hasAtlassian = try #require(NormalizedEmail("has.atlassian@example.com"))
+        let seed = [
+            NewSiteAccount(type: .customer, email: customerOnly, displayName: "Customer"),
+            NewSiteAccount(type: .atlassian, email: hasAtlassian, displayName: "Agent"),
+        ]
+        try await SiteHarness.withSite(kind, seed: seed) { site in
+            try await site.withAdapter { adapter in
+                let found = try await adapter.accounts(withEmail: customerOnly)
+                #expect(found.map(\.type) == [.customer])
+                let created = try await adapter.createAtlassianAccount(
+                    email: customerOnly, displayName: "Customer", afterSearchFound: found)
+                #expect(created.isCreated && created.account.type == .atlassian)
+                let existing = try await adapter.accounts(withEmail: hasAtlassian)
+                let linked = try await adapter.createAtlassianAccount(
+                    email: hasAtlassian, displayName: "Agent", afterSearchFound: existing)
+                #expect(linked == .linked(try #require(existing.first)))
+            }
+            let counts = try await site.store.counts()
+            #expect(counts.atlassianAccounts == 2 && counts.customerAccounts == 1)
+        }
+    }
+
+    @Test(
         "an existing Atlassian account without Jira access (the site answers 400) is linked, not duplicated",
         arguments: StoreKind.allCases)
     func existingWithoutAccessIsLinked(kind: StoreKind) async throws {
