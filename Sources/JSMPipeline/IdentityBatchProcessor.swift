@@ -184,7 +184,10 @@ struct IdentityBatchProcessor: Sendable {
         result.header = batch.header
         result.attempt = attempt
         result.workerID = workerId
-        for identity in settled.sorted(by: { $0.decided.identity.userKey < $1.decided.identity.userKey }) {
+        result.results.reserveCapacity(settled.count)
+        // In the order the identities were settled: the ledger does not need them sorted, and
+        // sorting 500 structs of strings showed in profiles.
+        for identity in settled {
             let row = identity.result
             result.results.append(row)
             result.totals.count(row.outcome)

@@ -44,8 +44,10 @@ struct PipelineBenchmark: AsyncParsableCommand {
     @Option(help: "Creations of the raw site measurement.")
     var rawCount = 100_000
 
-    @Option(help: "The ledger: sqlite (a file in --directory) or postgres (a schema of its own, POSTGRES_*).")
-    var ledger = "sqlite"
+    @Option(
+        name: .customLong("ledger"),
+        help: "The ledger: sqlite (a file in --directory) or postgres (a schema of its own, POSTGRES_*).")
+    var ledgerKind = "sqlite"
 
     @Option(help: "Give up on one migration after this many seconds.")
     var timeout = 3_600
@@ -123,7 +125,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
         try await waitForSite(site)
         let schema = "bench_ledger_\(UInt32.random(in: 0...UInt32.max))"
         let ledgerLocation =
-            ledger == "postgres" ? LedgerLocation("postgres:" + schema)! : LedgerLocation("sqlite:" + path("ledger.sqlite"))!
+            ledgerKind == "postgres"
+            ? LedgerLocation("postgres:" + schema)! : LedgerLocation("sqlite:" + path("ledger.sqlite"))!
         let workerProcesses = try WorkerProcesses.spawn(
             executable: URL(fileURLWithPath: executable), count: count,
             arguments: { index in
@@ -155,7 +158,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
                 let identities = first.verdict.totals.overall.inScope
                 let rate = Double(identities) / first.seconds
                 return [
-                    "workers: \(count) processes x concurrency \(concurrency), batch \(batchSize), ledger \(ledger)",
+                    "workers: \(count) processes x concurrency \(concurrency), batch \(batchSize), ledger \(ledgerKind)",
                     String(
                         format: "  migration: %d identities in %.1f s = %.0f identities/s end to end (%@)", identities,
                         first.seconds, rate, first.verdict.reconciled ? "reconciled" : "NOT RECONCILED"),
@@ -185,7 +188,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
     ) async throws -> (verdict: AggregatorVerdict, seconds: Double) {
         let started = ContinuousClock.now
         let request = StartRequest(
-            migrationId: id, projectKeys: [], scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
+            migrationId: id, projectKeys: [],
+            scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
             batchSize: batchSize, siteId: site.siteId, createdBy: "pipeline-benchmark")
         let sourceLocation = SourceLocation("sqlite:" + source)!
         _ = try await sourceLocation.withSource(logger: logger) { jira in
