@@ -19,11 +19,20 @@ public struct LocalSite: Sendable {
         sqlitePath: String, seed: [NewSiteAccount], token: String, requestsPerSecond: Double? = nil,
         logger: Logger = Logger(label: "jsm.local-site"), _ body: (LocalSite) async throws -> T
     ) async throws -> T {
+        let store = try await SQLiteAccountStore.open(path: sqlitePath, logger: logger)
+        return try await run(
+            store: store, seed: seed, token: token, requestsPerSecond: requestsPerSecond, logger: logger, body)
+    }
+
+    /// Starts a site over `store` (any of the site's stores, or a test's wrapper of one).
+    public static func run<T: Sendable>(
+        store: any AccountStore, seed: [NewSiteAccount], token: String, requestsPerSecond: Double? = nil,
+        logger: Logger = Logger(label: "jsm.local-site"), _ body: (LocalSite) async throws -> T
+    ) async throws -> T {
         var configuration = LocalCloudSiteConfiguration(apiToken: token)
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configuration.requestsPerSecond = requestsPerSecond
-        let store = try await SQLiteAccountStore.open(path: sqlitePath, logger: logger)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let application = LocalCloudSite.makeApplication(
             configuration: configuration, store: store, seed: seed, logger: logger,

@@ -25,12 +25,7 @@ public enum TotalsTable {
         for (category, name) in rows {
             let tally = byCategory[category] ?? OutcomeTally()
             lines.append(line(name, tally))
-            overall.inScope += tally.inScope
-            overall.created += tally.created
-            overall.linked += tally.linked
-            overall.former += tally.former
-            overall.rejected += tally.rejected
-            overall.alreadyMigrated += tally.alreadyMigrated
+            overall = overall + tally
         }
         lines.append(line("total", overall))
         return lines.joined(separator: "\n")

@@ -2,11 +2,11 @@ import Foundation
 import JSMCloud
 import JSMCloudSite
 import JSMDomain
+import JSMLocalRun
 import JSMPipeline
 import JSMSource
 import JSMSourceFixtures
 import Logging
-import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -209,33 +209,8 @@ enum ReportWorldBuilder {
         store: HidingAccountStore, seed: [NewSiteAccount], _ body: (String, String) async throws -> T
     ) async throws -> T {
         let token = "report-test-token-" + UUID().uuidString
-        var configuration = LocalCloudSiteConfiguration(apiToken: token)
-        configuration.port = 0
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let application = LocalCloudSite.makeApplication(
-            configuration: configuration, store: store, seed: seed, logger: logger,
-            onServerRunning: { port in continuation.yield(port) })
-        let serviceGroup = ServiceGroup(services: [application], gracefulShutdownSignals: [], logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { continuation.finish() }
-                try await serviceGroup.run()
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                try await group.waitForAll()
-                throw WorldError("the site stopped before it listened")
-            }
-            do {
-                let result = try await body("http://127.0.0.1:\(port)", token)
-                await serviceGroup.triggerGracefulShutdown()
-                try await group.waitForAll()
-                return result
-            } catch {
-                await serviceGroup.triggerGracefulShutdown()
-                try? await group.waitForAll()
-                throw error
-            }
+        return try await LocalSite.run(store: store, seed: seed, token: token, logger: logger) { site in
+            try await body(site.url, token)
         }
     }
 

@@ -318,7 +318,8 @@ public struct OutcomeTally: Sendable, Hashable {
         }
     }
 
-    static func + (lhs: OutcomeTally, rhs: OutcomeTally) -> OutcomeTally {
+    /// Both tallies together, column by column (a total row, or a category's projects summed).
+    public static func + (lhs: OutcomeTally, rhs: OutcomeTally) -> OutcomeTally {
         var sum = lhs
         sum.inScope += rhs.inScope
         sum.created += rhs.created

@@ -81,14 +81,5 @@ public struct MigrationReport: Sendable, Hashable {
 
 extension OutcomeTally {
     /// This tally plus `other`, category by category: the `all` rows of the report.
-    func adding(_ other: OutcomeTally) -> OutcomeTally {
-        var sum = self
-        sum.inScope += other.inScope
-        sum.created += other.created
-        sum.linked += other.linked
-        sum.former += other.former
-        sum.rejected += other.rejected
-        sum.alreadyMigrated += other.alreadyMigrated
-        return sum
-    }
+    func adding(_ other: OutcomeTally) -> OutcomeTally { self + other }
 }
