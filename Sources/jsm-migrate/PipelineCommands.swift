@@ -235,10 +235,11 @@ enum Preflight {
         do {
             _ = try await site.accounts(withEmail: probe)
         } catch let error as CloudSiteError where error.code == .unauthorized || error.code == .forbidden {
-            throw ValidationError(
+            throw PipelineError(
+                .invalidOptions,
                 "the \(location) refused the API token (HTTP \(error.status ?? 0)): check --site-email and the token")
         } catch let error as CloudSiteError {
-            throw ValidationError("the \(location) cannot be used: \(error)")
+            throw PipelineError(.invalidState, "the \(location) cannot be used: \(error)")
         }
     }
 }
