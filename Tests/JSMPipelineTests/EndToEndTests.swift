@@ -41,6 +41,15 @@ struct EndToEndTests {
                 for row in Row.allCases {
                     #expect(seen[row, default: 0] > 0, "the fixture has no identity in row \(row)")
                 }
+                // The report (from the ledger) and verify (recounting the source and the site) agree.
+                let report = try await MigrationReport.load(from: world.ledger, migrationId: "table")
+                #expect(report.invariantHolds)
+                #expect(report.overall == verdict.totals.overall)
+                let verification = try await world.source.withSource { jira in
+                    try await MigrationVerification.verify(
+                        ledger: world.ledger, migrationId: "table", source: jira, site: world.siteLocation)
+                }
+                #expect(verification.passed, "\(verification.rendered())")
             }
         }
     }
@@ -59,7 +68,8 @@ struct EndToEndTests {
                         .predict(definition)
                 }
             }
-            let (_, verdict) = try await world.migrate(request, connection: connection)
+            let (started, verdict) = try await world.migrate(request, connection: connection)
+            #expect(!started.resumed)
             #expect(verdict.reconciled)
             #expect(predicted.byCategory == verdict.totals.byCategory)
             #expect(predicted.byProject == verdict.totals.byProject)
@@ -70,6 +80,17 @@ struct EndToEndTests {
             #expect(perProject.reduce(0, +) > verdict.totals.overall.inScope, "the projects should overlap")
             let mappings = try await EndToEnd.mappings(world.ledger, siteId: world.siteLocation.siteId)
             #expect(scope.allSatisfy { mappings[$0.userKey] != nil })
+
+            // start again with the same id and options: resumed, nothing claimed or published twice.
+            let accounts = try await EndToEnd.siteAccounts(world.site).count
+            let again = try await world.source.withSource { jira in
+                try await MigrationProducer(ledger: world.ledger, source: jira).start(request, connection: connection)
+            }
+            #expect(again.resumed)
+            #expect(again.projectMessages == 0 && again.batchesPublished == 0)
+            #expect(again.migration.state == .incomplete)
+            #expect(try await world.ledger.totals(migrationId: "overlap") == verdict.totals)
+            #expect(try await EndToEnd.siteAccounts(world.site).count == accounts)
         }
     }
 
