@@ -50,12 +50,15 @@ public enum LocalCloudSite {
     ) -> some ApplicationProtocol {
         let writer = AccountWriter(
             store: store, maxBatch: configuration.maxBatch, queueCapacity: configuration.queueCapacity, logger: logger)
-        let routes = SiteRoutes(store: store, writer: writer, maxBodyBytes: configuration.maxBodyBytes)
+        let requests = RequestCounter()
+        let routes = SiteRoutes(
+            store: store, writer: writer, maxBodyBytes: configuration.maxBodyBytes, requests: requests)
         let router = Router()
         router.add(middleware: SiteErrorMiddleware(logger: logger))
         router.add(middleware: TokenAuthenticationMiddleware(token: configuration.apiToken))
 
         let atlassian = router.group("rest")
+        atlassian.add(middleware: RequestCountingMiddleware(counter: requests))
         if let rate = configuration.requestsPerSecond {
             atlassian.add(
                 middleware: RateLimitMiddleware(limiter: RateLimiter(rate: rate, burst: configuration.rateLimitBurst)))

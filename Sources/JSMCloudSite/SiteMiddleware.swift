@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import Synchronization
 
 /// Refuses every request without the site's API token, as Atlassian does (401).
 ///
@@ -144,5 +145,26 @@ struct SiteErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             return SiteResponse.platformError(.internalServerError, "The site could not complete the request.")
         }
+    }
+}
+
+/// Counts the Atlassian API requests the site received (after authentication), so that a test or
+/// a benchmark can prove that a worker made no site call (`/_local/v1/counts` reports it).
+final class RequestCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func increment() { count.add(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// Adds one to the counter for every request that reaches the Atlassian endpoints.
+struct RequestCountingMiddleware<Context: RequestContext>: RouterMiddleware {
+    let counter: RequestCounter
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        counter.increment()
+        return try await next(request, context)
     }
 }

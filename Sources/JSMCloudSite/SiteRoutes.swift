@@ -7,6 +7,8 @@ struct SiteRoutes: Sendable {
     let store: any AccountStore
     let writer: AccountWriter
     let maxBodyBytes: Int
+    /// Atlassian API requests received, reported by `/_local/v1/counts`.
+    let requests: RequestCounter
 
     private func baseURL(_ request: Request) -> String {
         "http://" + (request.head.authority ?? "localhost")
@@ -215,7 +217,7 @@ struct SiteRoutes: Sendable {
 
     // MARK: This site's own verification endpoints
 
-    /// `GET /_local/v1/counts`: accounts per type, groups and memberships.
+    /// `GET /_local/v1/counts`: accounts per type, groups, memberships and Atlassian API requests received.
     func counts(_ request: Request, context: some RequestContext) async throws -> Response {
         let counts = try await store.counts()
         return SiteResponse.json(
@@ -224,7 +226,7 @@ struct SiteRoutes: Sendable {
                 accounts: .init(
                     atlassian: counts.atlassianAccounts, customer: counts.customerAccounts,
                     total: counts.atlassianAccounts + counts.customerAccounts),
-                groups: counts.groups, groupMemberships: counts.groupMemberships),
+                groups: counts.groups, groupMemberships: counts.groupMemberships, apiRequests: requests.value),
             status: .ok)
     }
 

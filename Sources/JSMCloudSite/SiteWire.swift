@@ -173,6 +173,8 @@ struct LocalCountsBody: Encodable {
     let accounts: Accounts
     let groups: Int
     let groupMemberships: Int
+    /// Requests to the Atlassian endpoints since the site started (this site's own figure).
+    let apiRequests: Int
 }
 
 /// `GET /_local/v1/accounts`: one page of this site's accounts in creation order (not Atlassian's).

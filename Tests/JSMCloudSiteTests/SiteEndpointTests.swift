@@ -262,6 +262,10 @@ struct SiteEndpointTests {
             #expect(accounts?["customer"] as? Int == 5)
             #expect(accounts?["atlassian"] as? Int == 1)
             #expect(accounts?["total"] as? Int == 6)
+            // Six Atlassian API requests so far; the site's own endpoints are not counted.
+            #expect(counts.object["apiRequests"] as? Int == 6)
+            let again = try await SiteHarness.request(site, .GET, "/_local/v1/counts")
+            #expect(again.object["apiRequests"] as? Int == 6)
 
             var seen: [String] = []
             var cursor = ""

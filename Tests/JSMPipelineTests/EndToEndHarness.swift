@@ -134,6 +134,17 @@ enum EndToEnd {
         return accounts
     }
 
+    /// Requests the site's Atlassian endpoints received so far (its own `/_local/v1/counts`).
+    static func siteRequests(_ site: LocalSite) async throws -> Int {
+        struct Counts: Decodable { let apiRequests: Int }
+        var request = HTTPClientRequest(url: site.url + "/_local/v1/counts")
+        request.headers.add(
+            name: "Authorization", value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return try JSONDecoder().decode(Counts.self, from: Data(buffer: body)).apiRequests
+    }
+
     /// Every identity of a migration's scope, from its batches in the ledger.
     static func scope(_ ledger: Ledger, _ migrationId: String) async throws -> [ServerIdentity] {
         var identities: [ServerIdentity] = []

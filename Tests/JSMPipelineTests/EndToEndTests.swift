@@ -94,7 +94,7 @@ struct EndToEndTests {
         }
     }
 
-    @Test("users and customers migrated in advance are already_migrated in the project migration, with no new account")
+    @Test("users and customers migrated in advance are already_migrated in the project migration, with no site call")
     func migratedInAdvance() async throws {
         try await EndToEnd.withWorld { world, connection in
             let advance = world.request(
@@ -105,6 +105,8 @@ struct EndToEndTests {
             let accountsAfterAdvance = try await EndToEnd.siteAccounts(world.site)
             let mappedInAdvance = try await EndToEnd.mappings(world.ledger, siteId: world.siteLocation.siteId)
                 .filter { $0.value.outcome == .created || $0.value.outcome == .linked }
+            let requestsAfterAdvance = try await EndToEnd.siteRequests(world.site)
+            #expect(requestsAfterAdvance > 0)
             let projects = try await world.source.withSource { try await $0.projects().map(\.key) }
             let (_, second) = try await world.migrate(
                 world.request("projects", projects: projects, batchSize: 200), connection: connection)
@@ -115,6 +117,8 @@ struct EndToEndTests {
             #expect(second.totals.overall.alreadyMigrated == expectedAlready)
             #expect(second.totals.overall.created == 0)
             #expect(try await EndToEnd.siteAccounts(world.site).count == accountsAfterAdvance.count)
+            // Every identity of the project migration was settled without the site: no request at all.
+            #expect(try await EndToEnd.siteRequests(world.site) == requestsAfterAdvance)
         }
     }
 
