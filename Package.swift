@@ -182,7 +182,6 @@ let package = Package(
             dependencies: [
                 "JSMPipeline", "JSMCloudSite", "JSMSource", "JSMSourceFixtures", "JSMDomain", "JSMLedger", "JSMCloud",
                 "JSMServices", "AMQP",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -235,7 +234,6 @@ let package = Package(
                 "JSMCloud", "JSMCloudSite", "JSMDomain",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -25,6 +25,9 @@ public final class AtlassianCloudSite: CloudSite {
     private let authorization: String
     private let host: String
     private let logger: Logger
+    /// One decoder and one encoder for every answer and request: built once, not per call.
+    private let decoder = JSONDecoder()
+    private let encoder = JSONEncoder()
 
     /// Uses an existing client, which the caller shuts down; see ``makeHTTPClient(for:)``.
     public init(
@@ -268,7 +271,7 @@ public final class AtlassianCloudSite: CloudSite {
         } else if let body {
             let data: Data
             do {
-                data = try JSONEncoder().encode(body)
+                data = try encoder.encode(body)
             } catch {
                 throw CloudSiteError(
                     code: .invalidRequest, host: host, path: label, message: "cannot encode the request: \(error)")
@@ -319,7 +322,7 @@ public final class AtlassianCloudSite: CloudSite {
 
     private func decode<Value: Decodable>(_ type: Value.Type, from answer: Answer, path: String) throws -> Value {
         do {
-            return try JSONDecoder().decode(type, from: answer.body)
+            return try decoder.decode(type, from: answer.body)
         } catch {
             let failure = unexpected(answer, path: path, message: "cannot read the answer: \(error)")
             metrics.recordFailure(failure)
@@ -328,7 +331,7 @@ public final class AtlassianCloudSite: CloudSite {
     }
 
     private func errorText(_ answer: Answer) -> String {
-        if let body = try? JSONDecoder().decode(ErrorBody.self, from: answer.body), !body.text.isEmpty {
+        if let body = try? decoder.decode(ErrorBody.self, from: answer.body), !body.text.isEmpty {
             return body.text
         }
         return String(buffer: answer.body).prefix(500).description

@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// Settings of the local cloud site.
 public struct LocalCloudSiteConfiguration: Sendable, CustomStringConvertible {
@@ -38,6 +39,40 @@ public struct LocalCloudSiteConfiguration: Sendable, CustomStringConvertible {
 ///
 /// It never sends notifications or invitations: it has no mail or messaging of any kind.
 public enum LocalCloudSite {
+    /// Runs a site in this process (demo, tests, benchmarks): waits until it listens, runs `body`
+    /// with the port, then stops it the way SIGTERM does, with a graceful shutdown of its services.
+    public static func run<T: Sendable>(
+        configuration: LocalCloudSiteConfiguration, store: any AccountStore, seed: [NewSiteAccount] = [],
+        logger: Logger, _ body: (_ port: Int) async throws -> T
+    ) async throws -> T {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let application = makeApplication(
+            configuration: configuration, store: store, seed: seed, logger: logger,
+            onServerRunning: { port in continuation.yield(port) })
+        let serviceGroup = ServiceGroup(services: [application], gracefulShutdownSignals: [], logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { continuation.finish() }
+                try await serviceGroup.run()
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else {
+                try await group.waitForAll()
+                throw SiteStartError(message: "the local cloud site stopped before it listened")
+            }
+            do {
+                let result = try await body(port)
+                await serviceGroup.triggerGracefulShutdown()
+                try await group.waitForAll()
+                return result
+            } catch {
+                await serviceGroup.triggerGracefulShutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+
     /// The application: the store and the group-commit writer run as its services (stopped after
     /// the server on graceful shutdown, so in-flight creations finish), the tables are prepared
     /// and `seed` accounts inserted before the server accepts requests.
@@ -98,4 +133,12 @@ public enum LocalCloudSite {
         }
         return application
     }
+}
+
+/// The in-process site ended before it listened (its cause is in the log).
+public struct SiteStartError: Error, Sendable, CustomStringConvertible {
+    /// What happened.
+    public let message: String
+    /// The message.
+    public var description: String { message }
 }

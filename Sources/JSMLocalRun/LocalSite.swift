@@ -1,7 +1,6 @@
 import Foundation
 import JSMCloudSite
 import Logging
-import ServiceLifecycle
 
 /// A local cloud site running in this process, for the demo, the end-to-end tests and benchmarks.
 public struct LocalSite: Sendable {
@@ -33,31 +32,8 @@ public struct LocalSite: Sendable {
         configuration.host = "127.0.0.1"
         configuration.port = 0
         configuration.requestsPerSecond = requestsPerSecond
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let application = LocalCloudSite.makeApplication(
-            configuration: configuration, store: store, seed: seed, logger: logger,
-            onServerRunning: { port in continuation.yield(port) })
-        let serviceGroup = ServiceGroup(services: [application], gracefulShutdownSignals: [], logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { continuation.finish() }
-                try await serviceGroup.run()
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                try await group.waitForAll()
-                throw LocalRunError("the local cloud site stopped before it listened")
-            }
-            do {
-                let result = try await body(LocalSite(port: port, token: token))
-                await serviceGroup.triggerGracefulShutdown()
-                try await group.waitForAll()
-                return result
-            } catch {
-                await serviceGroup.triggerGracefulShutdown()
-                try? await group.waitForAll()
-                throw error
-            }
+        return try await LocalCloudSite.run(configuration: configuration, store: store, seed: seed, logger: logger) {
+            port in try await body(LocalSite(port: port, token: token))
         }
     }
 

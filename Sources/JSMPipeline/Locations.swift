@@ -5,41 +5,54 @@ import JSMSource
 import Logging
 import PostgresNIO
 
-/// Where the ledger lives, as an operator spells it: `sqlite:PATH` (one host, the embedded
-/// default) or `postgres` / `postgres:SCHEMA` (workers on several hosts; connection settings from
-/// `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`).
-public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
-    /// The two kinds of ledger.
-    public enum Kind: Sendable, Hashable {
-        /// A SQLite file.
-        case sqlite(path: String)
-        /// A PostgreSQL schema.
-        case postgres(schema: String)
-    }
+/// A database as operators spell it on the command line: `sqlite:PATH` or `postgres:SCHEMA`
+/// (the connection itself comes from the `POSTGRES_*` variables, so no secret is ever in it).
+public enum StoreAddress: Sendable, Hashable, CustomStringConvertible {
+    /// A SQLite file.
+    case sqlite(path: String)
+    /// A PostgreSQL schema.
+    case postgres(schema: String)
 
-    /// Which ledger.
-    public let kind: Kind
-
-    /// Parses `sqlite:PATH`, `postgres` or `postgres:SCHEMA`; `nil` for anything else.
-    public init?(_ text: String) {
+    /// Parses the spelling; a bare `postgres` means `defaultSchema` when there is one.
+    public init?(_ text: String, defaultSchema: String?) {
         if text.hasPrefix("sqlite:"), text.count > "sqlite:".count {
-            kind = .sqlite(path: String(text.dropFirst("sqlite:".count)))
-        } else if text == "postgres" {
-            kind = .postgres(schema: "jsm_ledger")
+            self = .sqlite(path: String(text.dropFirst("sqlite:".count)))
+        } else if text == "postgres", let defaultSchema {
+            self = .postgres(schema: defaultSchema)
         } else if text.hasPrefix("postgres:"), text.count > "postgres:".count {
-            kind = .postgres(schema: String(text.dropFirst("postgres:".count)))
+            self = .postgres(schema: String(text.dropFirst("postgres:".count)))
         } else {
             return nil
         }
     }
 
-    /// The spelling it was parsed from (no secret is ever part of it).
+    /// `sqlite:PATH` or `postgres:SCHEMA`.
     public var description: String {
-        switch kind {
+        switch self {
         case .sqlite(let path): "sqlite:\(path)"
         case .postgres(let schema): "postgres:\(schema)"
         }
     }
+}
+
+/// Where the ledger lives, as an operator spells it: `sqlite:PATH` (one host, the embedded
+/// default) or `postgres` / `postgres:SCHEMA` (workers on several hosts; connection settings from
+/// `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`).
+public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
+    /// A SQLite file or a PostgreSQL schema.
+    public typealias Kind = StoreAddress
+
+    /// Which ledger.
+    public let kind: Kind
+
+    /// Parses `sqlite:PATH`, `postgres` (schema `jsm_ledger`) or `postgres:SCHEMA`; `nil` for anything else.
+    public init?(_ text: String) {
+        guard let kind = StoreAddress(text, defaultSchema: "jsm_ledger") else { return nil }
+        self.kind = kind
+    }
+
+    /// The spelling it was parsed from (no secret is ever part of it).
+    public var description: String { kind.description }
 
     /// Opens the ledger (bringing its schema up to date), runs `body`, and closes it.
     public func withLedger<T: Sendable>(
@@ -63,35 +76,20 @@ public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
 /// Where the Jira Server/DC database is read from: `sqlite:PATH` or `postgres:SCHEMA` (the schema
 /// holding the Jira tables; connection settings from the `POSTGRES_*` variables).
 public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
-    /// The two kinds of source.
-    public enum Kind: Sendable, Hashable {
-        /// A SQLite file with Jira's tables.
-        case sqlite(path: String)
-        /// A PostgreSQL schema with Jira's tables.
-        case postgres(schema: String)
-    }
+    /// A SQLite file or a PostgreSQL schema with Jira's tables.
+    public typealias Kind = StoreAddress
 
     /// Which source.
     public let kind: Kind
 
     /// Parses `sqlite:PATH` or `postgres:SCHEMA`; `nil` for anything else.
     public init?(_ text: String) {
-        if text.hasPrefix("sqlite:"), text.count > "sqlite:".count {
-            kind = .sqlite(path: String(text.dropFirst("sqlite:".count)))
-        } else if text.hasPrefix("postgres:"), text.count > "postgres:".count {
-            kind = .postgres(schema: String(text.dropFirst("postgres:".count)))
-        } else {
-            return nil
-        }
+        guard let kind = StoreAddress(text, defaultSchema: nil) else { return nil }
+        self.kind = kind
     }
 
     /// The spelling it was parsed from.
-    public var description: String {
-        switch kind {
-        case .sqlite(let path): "sqlite:\(path)"
-        case .postgres(let schema): "postgres:\(schema)"
-        }
-    }
+    public var description: String { kind.description }
 
     /// Opens the source read-only, checks that it is a Jira database (naming what is missing when
     /// it is not), runs `body`, and closes it.
@@ -159,8 +157,11 @@ public struct SiteLocation: Sendable, CustomStringConvertible {
         self.maxConcurrentRequests = maxConcurrentRequests
     }
 
-    /// The token from `file` when given, else from `JSM_SITE_TOKEN`.
-    public static func readToken(file: String?, environment: [String: String]) throws -> String {
+    /// The token from `file` when given, else from `JSM_SITE_TOKEN`; `option` names the file's
+    /// command-line option in the error.
+    public static func readToken(
+        file: String?, option: String = "--site-token-file", environment: [String: String]
+    ) throws -> String {
         if let file {
             let token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(
                 in: .whitespacesAndNewlines)
@@ -168,7 +169,7 @@ public struct SiteLocation: Sendable, CustomStringConvertible {
             return token
         }
         if let token = environment["JSM_SITE_TOKEN"], !token.isEmpty { return token }
-        throw PipelineError(.invalidOptions, "no site API token: pass --site-token-file PATH or set JSM_SITE_TOKEN")
+        throw PipelineError(.invalidOptions, "no site API token: pass \(option) PATH or set JSM_SITE_TOKEN")
     }
 
     /// The adapter's configuration.

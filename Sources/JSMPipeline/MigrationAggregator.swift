@@ -72,6 +72,7 @@ public actor MigrationAggregator {
     let logger: Logger
     private var tallies: [String: ReplyTally] = [:]
     private var seeded: Set<String> = []
+    private var batchCounts: [String: Int] = [:]
     private var verdicts: [String: AggregatorVerdict] = [:]
     /// Migrations being published right now: the actor is reentrant at every await, and a second
     /// pass at the same time would send the same batches twice.
@@ -161,11 +162,11 @@ public actor MigrationAggregator {
                 let migrationId = result.header.migrationID
                 try await seedIfNeeded(migrationId)
                 tallies[migrationId, default: ReplyTally()].add(result)
-                if let migration = try await ledger.migration(migrationId) {
-                    onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, migration.batchCount ?? 0)
-                    if migration.state == .running, tallies[migrationId]?.batches.count == migration.batchCount {
-                        try await finishIfEnded(migration)
-                    }
+                let counted = tallies[migrationId]?.batches.count ?? 0
+                let total = try await batchCount(migrationId)
+                onProgress(migrationId, counted, total)
+                if counted == total, let migration = try await ledger.migration(migrationId) {
+                    try await finishIfEnded(migration)
                 }
             case .migrateGroups, .migrateMemberships, nil:
                 let unusable = RPCEnvelope.Unusable(reason: .unknownMethod, detail: "reply type '\(type)'")
@@ -221,6 +222,15 @@ public actor MigrationAggregator {
         case .projectsPending:
             break
         }
+    }
+
+    /// A migration's number of identity batches, read from the ledger once (it never changes after
+    /// the cut), not once per reply.
+    private func batchCount(_ migrationId: String) async throws -> Int {
+        if let known = batchCounts[migrationId] { return known }
+        guard let count = try await ledger.migration(migrationId)?.batchCount else { return 0 }
+        batchCounts[migrationId] = count
+        return count
     }
 
     private func publish(_ migration: MigrationRecord, _ publisher: BatchPublisher) async throws {

@@ -183,13 +183,26 @@ public struct MigrationWorker: Sendable {
         do {
             try await connection.publish(RPCEnvelope.parked(delivery, because: unusable))
             if !header.migrationID.isEmpty, !header.batchID.isEmpty {
-                _ = try? await ledger.parkBatch(
-                    migrationId: header.migrationID, batchId: header.batchID, error: unusable.description)
+                await recordInLedger("park") {
+                    try await ledger.parkBatch(
+                        migrationId: header.migrationID, batchId: header.batchID, error: unusable.description)
+                }
             }
             delivery.ack()
         } catch {
             logger.error("could not park; the message goes back to its queue", metadata: ["error": "\(error)"])
             delivery.nack(requeue: true)
+        }
+    }
+
+    /// Bookkeeping beside a park or a retry: the message itself is already safe on the broker, so a
+    /// ledger failure here must not undo that; it is logged for the operator (the parked message or
+    /// the retry still carries the batch, and `failed retry` reconciles the ledger's state).
+    private func recordInLedger(_ what: String, _ write: () async throws -> some Sendable) async {
+        do {
+            _ = try await write()
+        } catch {
+            logger.error("could not record a \(what) in the ledger", metadata: ["error": "\(error)"])
         }
     }
 
@@ -210,8 +223,10 @@ public struct MigrationWorker: Sendable {
             metadata: ["batch": "\(header.batchID)", "attempt": "\(attempt)", "error": "\(error)"])
         do {
             if !header.batchID.isEmpty, method == .migrateIdentities {
-                _ = try? await ledger.recordFailedAttempt(
-                    migrationId: header.migrationID, batchId: header.batchID, error: "\(error)")
+                await recordInLedger("failed attempt") {
+                    try await ledger.recordFailedAttempt(
+                        migrationId: header.migrationID, batchId: header.batchID, error: "\(error)")
+                }
             }
             try await connection.publish(
                 RPCEnvelope.retry(

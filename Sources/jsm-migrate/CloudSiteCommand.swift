@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import JSMCloudSite
+import JSMPipeline
+import JSMSource
 import Logging
 import PostgresNIO
 
@@ -66,7 +68,9 @@ struct CloudSiteCommand: AsyncParsableCommand {
     func run() async throws {
         global.bootstrapLogging()
         let logger = Logger(label: "jsm.cloud-site")
-        var configuration = LocalCloudSiteConfiguration(apiToken: try readToken())
+        var configuration = LocalCloudSiteConfiguration(
+            apiToken: try SiteLocation.readToken(
+                file: tokenFile, option: "--token-file", environment: ProcessInfo.processInfo.environment))
         configuration.host = host
         configuration.port = port
         configuration.requestsPerSecond = rateLimit.flatMap(RateLimiter.parseRate)
@@ -79,7 +83,9 @@ struct CloudSiteCommand: AsyncParsableCommand {
             store = try await SQLiteAccountStore.open(path: sqlite, logger: logger)
         } else {
             store = try PostgresAccountStore(
-                client: PostgresClient(configuration: try postgresConfiguration()), schema: schema, logger: logger)
+                client: PostgresClient(
+                    configuration: try PostgresSourceDatabase.configuration(
+                        fromEnvironment: ProcessInfo.processInfo.environment)), schema: schema, logger: logger)
         }
         let application = LocalCloudSite.makeApplication(
             configuration: configuration, store: store, seed: seed, logger: logger,
@@ -89,30 +95,4 @@ struct CloudSiteCommand: AsyncParsableCommand {
         try await application.runService()
     }
 
-    /// The token from --token-file, else from JSM_SITE_TOKEN; refuses to start without one.
-    private func readToken() throws -> String {
-        if let tokenFile {
-            let token = try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(
-                in: .whitespacesAndNewlines)
-            guard !token.isEmpty else { throw ValidationError("The token file \(tokenFile) is empty.") }
-            return token
-        }
-        if let token = ProcessInfo.processInfo.environment["JSM_SITE_TOKEN"], !token.isEmpty { return token }
-        throw ValidationError("No API token: pass --token-file PATH or set JSM_SITE_TOKEN.")
-    }
-
-    /// PostgreSQL settings from the POSTGRES_* variables, with the project's local defaults.
-    private func postgresConfiguration() throws -> PostgresClient.Configuration {
-        let environment = ProcessInfo.processInfo.environment
-        guard let port = Int(environment["POSTGRES_PORT"] ?? "55432") else {
-            throw ValidationError("POSTGRES_PORT is not a number.")
-        }
-        return PostgresClient.Configuration(
-            host: environment["POSTGRES_HOST"] ?? "127.0.0.1",
-            port: port,
-            username: environment["POSTGRES_USER"] ?? "jsm",
-            password: environment["POSTGRES_PASSWORD"],
-            database: environment["POSTGRES_DB"] ?? "jsm",
-            tls: .disable)
-    }
 }

@@ -7,7 +7,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import PostgresNIO
-import ServiceLifecycle
 
 /// The two stores every site test runs on.
 enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -110,33 +109,17 @@ enum SiteHarness {
                 for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlitePath + suffix) }
             }
         }
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        // The harness stops the site the way SIGTERM does: a graceful shutdown of its service group.
-        let application = LocalCloudSite.makeApplication(
-            configuration: configuration, store: store, seed: seed, logger: logger,
-            onServerRunning: { port in continuation.yield(port) })
-        let serviceGroup = ServiceGroup(services: [application], gracefulShutdownSignals: [], logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                defer { continuation.finish() }
-                try await serviceGroup.run()
-            }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                try await group.waitForAll()
-                throw HarnessError("the site stopped before it listened")
-            }
+        // The site stops the way SIGTERM does: a graceful shutdown of its service group. A PostgreSQL
+        // store's schema is dropped before that, while its client still runs.
+        return try await LocalCloudSite.run(configuration: configuration, store: store, seed: seed, logger: logger) {
+            port in
             let site = RunningSite(port: port, token: token, store: store)
             do {
                 let result = try await body(site)
                 if let postgres = store as? PostgresAccountStore { try await postgres.dropSchema() }
-                await serviceGroup.triggerGracefulShutdown()
-                try await group.waitForAll()
                 return result
             } catch {
                 if let postgres = store as? PostgresAccountStore { try? await postgres.dropSchema() }
-                await serviceGroup.triggerGracefulShutdown()
-                try? await group.waitForAll()
                 throw error
             }
         }

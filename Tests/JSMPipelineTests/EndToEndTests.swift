@@ -5,6 +5,7 @@ import JSMDomain
 import JSMLedger
 import JSMLocalRun
 import JSMPipeline
+import JSMSource
 import Logging
 import PostgresNIO
 import Synchronization
@@ -239,11 +240,8 @@ struct EndToEndTests {
     }
 
     private func dropSchema(_ schema: String) async throws {
-        let environment = ProcessInfo.processInfo.environment
-        let configuration = PostgresClient.Configuration(
-            host: environment["POSTGRES_HOST"] ?? "127.0.0.1", port: Int(environment["POSTGRES_PORT"] ?? "") ?? 55432,
-            username: environment["POSTGRES_USER"] ?? "jsm", password: environment["POSTGRES_PASSWORD"],
-            database: environment["POSTGRES_DB"] ?? "jsm", tls: .disable)
+        let configuration = try PostgresSourceDatabase.configuration(
+            fromEnvironment: ProcessInfo.processInfo.environment)
         let client = PostgresClient(configuration: configuration, backgroundLogger: EndToEnd.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
