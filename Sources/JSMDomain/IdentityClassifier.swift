@@ -24,6 +24,17 @@ public struct ClassifiedIdentity: Sendable, Hashable {
     public let identity: ServerIdentity
     /// Anomalies found in its rows; empty for a well-formed user.
     public let anomalies: [SourceAnomaly]
+    /// Ids of the groups the identity belongs to directly in its resolved active directory (empty
+    /// for formers): a group migration resolves them, with the groups they nest in, to cloud
+    /// memberships (see ``LicensingCatalog/groupsIncludingAncestors(of:)``).
+    public let directGroupIds: [Int64]
+
+    /// Pairs an identity with its anomalies and direct groups.
+    public init(identity: ServerIdentity, anomalies: [SourceAnomaly], directGroupIds: [Int64] = []) {
+        self.identity = identity
+        self.anomalies = anomalies
+        self.directGroupIds = directGroupIds
+    }
 }
 
 /// The classification of a whole in-memory source.
@@ -99,8 +110,11 @@ public struct IdentityClassifier: Sendable {
         }
 
         let identity: ServerIdentity
+        var directGroupIds: [Int64] = []
         if case (let user, let directory)? = active {
-            let licensed = isLicensed(user, userKey: userKey, memberships: rows.memberships, anomalies: &anomalies)
+            let licensed = isLicensed(
+                user, userKey: userKey, memberships: rows.memberships, groupIds: &directGroupIds,
+                anomalies: &anomalies)
             identity = Self.identity(
                 userKey, user, directory: directory, kind: licensed ? .licensedUser : .customer)
         } else if case (let user, let directory)? = inactive {
@@ -119,7 +133,7 @@ public struct IdentityClassifier: Sendable {
                     kind: .missingEmail, userKey: userKey,
                     detail: "cwd_user '\(identity.userName)' in directory \(identity.directoryId ?? -1) has no email"))
         }
-        return ClassifiedIdentity(identity: identity, anomalies: anomalies)
+        return ClassifiedIdentity(identity: identity, anomalies: anomalies, directGroupIds: directGroupIds)
     }
 
     /// Classifies every identity of an in-memory source: each `app_user`, each `cwd_user` name
@@ -171,9 +185,11 @@ public struct IdentityClassifier: Sendable {
         return ClassificationResult(identities: identities, anomalies: anomalies)
     }
 
-    /// Whether the user belongs, in its own directory, to a group that grants a licence.
+    /// Whether the user belongs, in its own directory, to a group that grants a licence; collects
+    /// the ids of the groups it belongs to directly there into `groupIds`.
     private func isLicensed(
-        _ user: UserRow, userKey: String, memberships: [MembershipRow], anomalies: inout [SourceAnomaly]
+        _ user: UserRow, userKey: String, memberships: [MembershipRow], groupIds: inout [Int64],
+        anomalies: inout [SourceAnomaly]
     ) -> Bool {
         var licensed = false
         for membership in memberships where membership.type == .groupUser && membership.childId == user.id {
@@ -192,6 +208,7 @@ public struct IdentityClassifier: Sendable {
                         kind: .membershipCycle, userKey: userKey,
                         detail: "group '\(group.name)' (cwd_group \(group.id)) is nested in a cycle of groups"))
             }
+            groupIds.append(group.id)
             if licensing.grantsLicence(groupId: group.id) { licensed = true }
         }
         return licensed

@@ -14,6 +14,8 @@ public struct LicensingCatalog: Sendable {
     let groupsUnderCycle: Set<Int64>
     /// Every group, by id.
     let groupsById: [Int64: GroupRow]
+    /// The groups each group is nested in directly (same directory), by child id.
+    let parentsByGroup: [Int64: [Int64]]
     /// Rows of the group tables that do not fit (nested memberships naming missing groups), with no
     /// user key; reported once.
     public let anomalies: [SourceAnomaly]
@@ -34,6 +36,7 @@ public struct LicensingCatalog: Sendable {
 
         var anomalies: [SourceAnomaly] = []
         var children: [Int64: [Int64]] = [:]
+        var parents: [Int64: [Int64]] = [:]
         var parentCount: [Int64: Int] = [:]
         for membership in groupMemberships where membership.type == .groupGroup {
             guard let parent = groupsById[membership.parentId], let child = groupsById[membership.childId],
@@ -47,6 +50,7 @@ public struct LicensingCatalog: Sendable {
                 continue
             }
             children[parent.id, default: []].append(child.id)
+            parents[child.id, default: []].append(parent.id)
             parentCount[child.id, default: 0] += 1
         }
 
@@ -79,9 +83,28 @@ public struct LicensingCatalog: Sendable {
         self.groupsUnderCycle = Set(groupsById.keys).subtracting(peeled)
         self.licensingGroupIds = licensing
         self.groupsById = groupsById
+        self.parentsByGroup = parents
         self.anomalies = anomalies
     }
 
     /// Whether membership of this group makes a user licensed.
     public func grantsLicence(groupId: Int64) -> Bool { licensingGroupIds.contains(groupId) }
+
+    /// The active groups a user belongs to when it belongs directly to `direct`: those groups and
+    /// every group they are nested in, at any depth, through active groups only (an inactive group
+    /// passes nothing on). Cloud groups do not nest, so a group migration gives the user a direct
+    /// membership of each. Sorted by lower-cased name, then id; a cycle of groups is walked once.
+    public func groupsIncludingAncestors(of direct: [Int64]) -> [GroupRow] {
+        var seen = Set<Int64>()
+        var queue = direct.filter { groupsById[$0]?.isActive == true && seen.insert($0).inserted }
+        var head = 0
+        while head < queue.count {  // bounded: each group enters the queue at most once
+            let group = queue[head]
+            head += 1
+            for parent in parentsByGroup[group] ?? [] where groupsById[parent]?.isActive == true {
+                if seen.insert(parent).inserted { queue.append(parent) }
+            }
+        }
+        return queue.compactMap { groupsById[$0] }.sorted { ($0.lowerName, $0.id) < ($1.lowerName, $1.id) }
+    }
 }

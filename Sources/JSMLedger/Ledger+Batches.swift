@@ -153,24 +153,13 @@ extension Ledger {
                     "SELECT site_id FROM ledger_migrations WHERE migration_id = $1", [.text(migrationId)])
             else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
             let siteId = try site.text(0)
-            // Locks the batch row: a concurrent completion of the same batch waits here, then finds it done.
-            let claimed = try await session.query(
-                """
-                UPDATE ledger_batches SET state = 'done', attempts = attempts + 1, completed_at_ms = $3,
-                    first_attempt_at_ms = COALESCE(first_attempt_at_ms, $3), last_attempt_at_ms = $3,
-                    last_error = NULL, result = $4
-                WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
-                RETURNING identity_count
-                """, [.text(migrationId), .text(batchId), .int(now), .bytes(result)])
-            guard let batch = claimed.first else {
-                guard
-                    let stored = try await session.first(
-                        "SELECT state, result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
-                        [.text(migrationId), .text(batchId)])
-                else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
-                return BatchCompletion(replayed: true, result: stored.optionalBytes(1) ?? [])
+            let identityCount: Int64
+            switch try await Ledger.markBatchDone(
+                session, migrationId: migrationId, batchId: batchId, result: result, now: now, operation: operation)
+            {
+            case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
+            case .claimed(let count): identityCount = count
             }
-            let identityCount = try batch.int(0)
             guard identityCount == Int64(sorted.count) else {
                 throw LedgerError(
                     .invalidRequest, operation: operation,
@@ -231,6 +220,38 @@ extension Ledger {
             }
             return BatchCompletion(replayed: false, result: result)
         }
+    }
+
+    /// How ``markBatchDone(_:migrationId:batchId:result:now:operation:)`` found the batch.
+    enum BatchDoneClaim {
+        /// This transaction marked it done; it holds this many items.
+        case claimed(Int64)
+        /// It was done already; its stored result.
+        case replay([UInt8])
+    }
+
+    /// The first step of every batch completion: marks a batch that is not done as done with its
+    /// result (locking its row, so a concurrent completion of the same batch waits, then finds it
+    /// done), or returns the stored result of a batch that is done.
+    static func markBatchDone(
+        _ session: any LedgerSession, migrationId: String, batchId: String, result: [UInt8], now: Int64,
+        operation: String
+    ) async throws -> BatchDoneClaim {
+        let claimed = try await session.query(
+            """
+            UPDATE ledger_batches SET state = 'done', attempts = attempts + 1, completed_at_ms = $3,
+                first_attempt_at_ms = COALESCE(first_attempt_at_ms, $3), last_attempt_at_ms = $3,
+                last_error = NULL, result = $4
+            WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
+            RETURNING identity_count
+            """, [.text(migrationId), .text(batchId), .int(now), .bytes(result)])
+        if let batch = claimed.first { return .claimed(try batch.int(0)) }
+        guard
+            let stored = try await session.first(
+                "SELECT result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                [.text(migrationId), .text(batchId)])
+        else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
+        return .replay(stored.optionalBytes(0) ?? [])
     }
 
     /// Records a failed attempt at a batch that is not done: attempts + 1, the error (one line,

@@ -136,7 +136,8 @@ extension Ledger {
     }
 
     /// Moves the migration from the expand phase to the migrate phase once every selected project
-    /// is expanded, and in the same transaction cuts the scope into batches. Exactly one caller
+    /// is expanded, and in the same transaction cuts the scope into batches (identities, and with
+    /// `--groups` the groups and memberships, see ``cutGroupBatches(_:migrationId:batchSize:memberships:now:)``). Exactly one caller
     /// wins, however many try at once and however often (a conditional update of the phase that
     /// locks the row); the winner publishes the batches. A crash before the commit leaves the
     /// migration in the expand phase, so the next caller wins instead.
@@ -150,12 +151,18 @@ extension Ledger {
                 WHERE migration_id = $1 AND phase = 'expand'
                   AND NOT EXISTS (SELECT 1 FROM ledger_projects p
                                   WHERE p.migration_id = $1 AND p.expanded_at_ms IS NULL)
-                RETURNING batch_size
+                RETURNING batch_size, options_json
                 """, [.text(migrationId), .int(now)])
             if let row = won.first {
-                return .advanced(
-                    try await Ledger.cutIdentityBatches(
-                        session, migrationId: migrationId, batchSize: try row.int(0), now: now))
+                let batchSize = try row.int(0)
+                let cut = try await Ledger.cutIdentityBatches(
+                    session, migrationId: migrationId, batchSize: batchSize, now: now)
+                if let options = StoredOptions.decode(try row.text(1)), options.groups {
+                    try await Ledger.cutGroupBatches(
+                        session, migrationId: migrationId, batchSize: batchSize,
+                        memberships: options.groupMembership, now: now)
+                }
+                return .advanced(cut)
             }
             guard
                 let row = try await session.first(

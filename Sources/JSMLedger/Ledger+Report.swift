@@ -63,9 +63,11 @@ extension Ledger {
         }
     }
 
-    /// How many of the migration's identity batches are in each state: the report's "batches
-    /// done of total" without reading the batch rows.
-    public func batchStateCounts(migrationId: String) async throws(LedgerError) -> [BatchState: Int] {
+    /// How many of the migration's batches of `method` (every method when `nil`) are in each
+    /// state: the report's "batches done of total" without reading the batch rows.
+    public func batchStateCounts(migrationId: String, method: String? = LedgerBatch.identityMethod)
+        async throws(LedgerError) -> [BatchState: Int]
+    {
         let operation = "batchStateCounts"
         return try await database.transaction(operation, readOnly: true) { session in
             try await Ledger.requireMigration(session, migrationId, operation: operation)
@@ -73,8 +75,9 @@ extension Ledger {
             for state in BatchState.allCases { counts[state] = 0 }
             for row in try await session.query(
                 """
-                SELECT state, COUNT(*) FROM ledger_batches WHERE migration_id = $1 AND method = $2 GROUP BY state
-                """, [.text(migrationId), .text(LedgerBatch.identityMethod)])
+                SELECT state, COUNT(*) FROM ledger_batches
+                WHERE migration_id = $1 AND ($2 = '' OR method = $2) GROUP BY state
+                """, [.text(migrationId), .text(method ?? "")])
             {
                 guard let state = BatchState(rawValue: try row.text(0)) else { continue }
                 counts[state] = Int(try row.int(1))

@@ -140,5 +140,81 @@ enum LedgerSchema {
                 "ALTER TABLE ledger_batches ADD COLUMN published_at_ms BIGINT",
                 "CREATE INDEX ledger_batches_unpublished ON ledger_batches (migration_id, published_at_ms, sequence)",
             ]),
+        SchemaMigration(
+            version: 3, name: "groups and memberships: candidates, scope, per-site mappings",
+            statements: [
+                // Every (group, user) pair the producer found in the source, groups resolved with the
+                // groups they nest in; the cut keeps the pairs whose user is in scope.
+                """
+                CREATE TABLE ledger_group_candidates (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    lower_name TEXT{C} NOT NULL,
+                    user_key TEXT{C} NOT NULL,
+                    PRIMARY KEY (migration_id, lower_name, user_key)
+                )
+                """,
+                "CREATE INDEX ledger_group_candidates_user ON ledger_group_candidates (migration_id, user_key)",
+                // A migration's groups; those with a batch are in scope.
+                """
+                CREATE TABLE ledger_groups (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    lower_name TEXT{C} NOT NULL,
+                    name TEXT NOT NULL,
+                    directory_id BIGINT NOT NULL,
+                    batch_id TEXT{C},
+                    batch_sequence BIGINT,
+                    outcome TEXT CHECK (outcome IN ('created', 'reused', 'already_migrated', 'rejected')),
+                    cloud_group_id TEXT,
+                    escalation_risk BIGINT NOT NULL DEFAULT 0,
+                    detail TEXT,
+                    PRIMARY KEY (migration_id, lower_name)
+                )
+                """,
+                "CREATE INDEX ledger_groups_batch ON ledger_groups (migration_id, batch_id, lower_name)",
+                """
+                CREATE TABLE ledger_group_mappings (
+                    site_id TEXT{C} NOT NULL,
+                    lower_name TEXT{C} NOT NULL,
+                    name TEXT NOT NULL,
+                    cloud_group_id TEXT,
+                    outcome TEXT NOT NULL CHECK (outcome IN ('created', 'reused', 'rejected')),
+                    reason TEXT,
+                    migration_id TEXT{C} NOT NULL,
+                    batch_id TEXT{C} NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    updated_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (site_id, lower_name),
+                    CHECK (outcome = 'rejected' OR (cloud_group_id IS NOT NULL AND cloud_group_id <> ''))
+                )
+                """,
+                """
+                CREATE TABLE ledger_memberships (
+                    migration_id TEXT{C} NOT NULL REFERENCES ledger_migrations (migration_id),
+                    lower_name TEXT{C} NOT NULL,
+                    user_key TEXT{C} NOT NULL,
+                    batch_id TEXT{C} NOT NULL,
+                    batch_sequence BIGINT NOT NULL,
+                    outcome TEXT CHECK (outcome IN ('added', 'already_member', 'already_migrated', 'skipped_no_account',
+                        'skipped_customer_account', 'skipped_no_group', 'rejected')),
+                    detail TEXT,
+                    PRIMARY KEY (migration_id, lower_name, user_key)
+                )
+                """,
+                "CREATE INDEX ledger_memberships_batch ON ledger_memberships (migration_id, batch_id, lower_name, user_key)",
+                """
+                CREATE TABLE ledger_membership_mappings (
+                    site_id TEXT{C} NOT NULL,
+                    lower_name TEXT{C} NOT NULL,
+                    user_key TEXT{C} NOT NULL,
+                    cloud_group_id TEXT NOT NULL,
+                    cloud_account_id TEXT NOT NULL,
+                    outcome TEXT NOT NULL CHECK (outcome IN ('added', 'already_member')),
+                    migration_id TEXT{C} NOT NULL,
+                    batch_id TEXT{C} NOT NULL,
+                    created_at_ms BIGINT NOT NULL,
+                    PRIMARY KEY (site_id, lower_name, user_key)
+                )
+                """,
+            ]),
     ]
 }
