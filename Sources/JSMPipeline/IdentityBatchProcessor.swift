@@ -87,23 +87,8 @@ struct IdentityBatchProcessor: Sendable {
 
     /// Resolves every pending email group at the site, `siteConcurrency` groups at a time.
     private func resolveAtSite(_ groups: [EmailGroupPlan]) async throws -> [SettledIdentity] {
-        var settled: [SettledIdentity] = []
-        settled.reserveCapacity(groups.count)
-        try await withThrowingTaskGroup(of: [SettledIdentity].self) { tasks in
-            var next = 0
-            func startNext() {
-                guard next < groups.count else { return }
-                let group = groups[next]
-                next += 1
-                tasks.addTask { try await resolve(group) }
-            }
-            for _ in 0..<max(1, siteConcurrency) { startNext() }
-            while let done = try await tasks.next() {
-                settled += done
-                startNext()
-            }
-        }
-        return settled
+        try await groups.boundedConcurrentMap(limit: siteConcurrency) { group in try await resolve(group) }
+            .flatMap { $0 }
     }
 
     /// Carries out the primary's decision at the site, then links the group's others to its account.

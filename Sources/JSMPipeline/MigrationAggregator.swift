@@ -18,6 +18,10 @@ public struct ReplyTally: Sendable, Hashable {
     public internal(set) var licensedUsers = JSMOutcomeTotals()
     /// Outcomes of formers.
     public internal(set) var formers = JSMOutcomeTotals()
+    /// Outcomes of groups.
+    public internal(set) var groups = JSMGroupTotals()
+    /// Outcomes of memberships.
+    public internal(set) var memberships = JSMMembershipTotals()
 
     /// Counts `result` unless its batch was counted before; returns whether it was new.
     @discardableResult
@@ -30,6 +34,57 @@ public struct ReplyTally: Sendable, Hashable {
         licensedUsers.add(result.licensedUsers)
         formers.add(result.formers)
         return true
+    }
+
+    /// Counts a group batch's reply unless its batch was counted before.
+    @discardableResult
+    mutating func add(_ result: JSMGroupBatchResult) -> Bool {
+        guard batches.insert(result.header.batchID).inserted else {
+            duplicates += 1
+            return false
+        }
+        groups.created += result.totals.created
+        groups.reused += result.totals.reused
+        groups.alreadyMigrated += result.totals.alreadyMigrated
+        groups.rejected += result.totals.rejected
+        groups.permissionEscalationRisks += result.totals.permissionEscalationRisks
+        return true
+    }
+
+    /// Counts a membership batch's reply unless its batch was counted before.
+    @discardableResult
+    mutating func add(_ result: JSMMembershipBatchResult) -> Bool {
+        guard batches.insert(result.header.batchID).inserted else {
+            duplicates += 1
+            return false
+        }
+        memberships.added += result.totals.added
+        memberships.alreadyMember += result.totals.alreadyMember
+        memberships.alreadyMigrated += result.totals.alreadyMigrated
+        memberships.skipped += result.totals.skipped
+        memberships.rejected += result.totals.rejected
+        return true
+    }
+
+    /// Counts a stored result of a batch of `method`.
+    mutating func add(stored: [UInt8], method: String) throws {
+        switch method {
+        case LedgerBatch.groupMethod: add(try JSMGroupBatchResult(serializedBytes: stored))
+        case LedgerBatch.membershipMethod: add(try JSMMembershipBatchResult(serializedBytes: stored))
+        default: add(try JSMBatchResult(serializedBytes: stored))
+        }
+    }
+
+    /// Whether the group and membership replies agree with the ledger's totals.
+    func matches(_ totals: GroupPhaseTotals) -> Bool {
+        Int(groups.created) == totals.groups.created && Int(groups.reused) == totals.groups.reused
+            && Int(groups.alreadyMigrated) == totals.groups.alreadyMigrated
+            && Int(groups.rejected) == totals.groups.rejected
+            && Int(memberships.added) == totals.memberships.added
+            && Int(memberships.alreadyMember) == totals.memberships.alreadyMember
+            && Int(memberships.alreadyMigrated) == totals.memberships.alreadyMigrated
+            && Int(memberships.skipped) == totals.memberships.skipped
+            && Int(memberships.rejected) == totals.memberships.rejected
     }
 
     /// The totals of one category.
@@ -50,9 +105,11 @@ public struct AggregatorVerdict: Sendable, Hashable {
     public let state: MigrationState
     /// The ledger's totals at the end.
     public let totals: LedgerTotals
+    /// The ledger's group and membership totals at the end (zero without `--groups`).
+    public let groupTotals: GroupPhaseTotals
     /// The replies' totals, each batch once.
     public let tally: ReplyTally
-    /// Whether the replies agree with the ledger, category by category.
+    /// Whether the replies agree with the ledger, category by category, groups and memberships too.
     public let repliesMatchLedger: Bool
     /// What keeps the invariant from holding (empty when it holds).
     public let missing: MissingWork
@@ -60,7 +117,15 @@ public struct AggregatorVerdict: Sendable, Hashable {
     public let batchStates: [BatchState: Int]
 
     /// The reconciliation invariant, the replies' agreement and no batch left behind.
-    public var reconciled: Bool { totals.invariantHolds && repliesMatchLedger && missing.isEmpty }
+    public var reconciled: Bool {
+        totals.invariantHolds && groupTotals.invariantHolds && repliesMatchLedger && missing.isEmpty
+    }
+
+    /// Identities, groups or memberships the site refused or the rules rejected: the migration
+    /// then ends `incomplete` (finished with errors) even when everything is accounted for.
+    public var rejections: Int {
+        totals.overall.rejected + groupTotals.groups.rejected + groupTotals.memberships.rejected
+    }
 }
 
 /// The aggregator: counts replies once per batch, moves a migration from expansion to its batches
@@ -72,7 +137,10 @@ public actor MigrationAggregator {
     let logger: Logger
     private var tallies: [String: ReplyTally] = [:]
     private var seeded: Set<String> = []
+    /// Batches of every method per migration (fixed once the scope is cut).
     private var batchCounts: [String: Int] = [:]
+    /// The migrations' records (their options never change).
+    private var records: [String: MigrationRecord] = [:]
     private var verdicts: [String: AggregatorVerdict] = [:]
     /// Migrations being published right now: the actor is reentrant at every await, and a second
     /// pass at the same time would send the same batches twice.
@@ -159,16 +227,20 @@ public actor MigrationAggregator {
                 try await advanceIfReady(result.header.migrationID, publisher: publisher)
             case .migrateIdentities:
                 let result = try JSMBatchResult(serializedBytes: delivery.body)
-                let migrationId = result.header.migrationID
-                try await seedIfNeeded(migrationId)
-                tallies[migrationId, default: ReplyTally()].add(result)
-                let counted = tallies[migrationId]?.batches.count ?? 0
-                let total = try await batchCount(migrationId)
-                onProgress(migrationId, counted, total)
-                if counted == total, let migration = try await ledger.migration(migrationId) {
-                    try await finishIfEnded(migration)
+                try await counted(result.header.migrationID, method: .migrateIdentities, publisher: publisher) {
+                    $0.add(result)
                 }
-            case .migrateGroups, .migrateMemberships, nil:
+            case .migrateGroups:
+                let result = try JSMGroupBatchResult(serializedBytes: delivery.body)
+                try await counted(result.header.migrationID, method: .migrateGroups, publisher: publisher) {
+                    $0.add(result)
+                }
+            case .migrateMemberships:
+                let result = try JSMMembershipBatchResult(serializedBytes: delivery.body)
+                try await counted(result.header.migrationID, method: .migrateMemberships, publisher: publisher) {
+                    $0.add(result)
+                }
+            case nil:
                 let unusable = RPCEnvelope.Unusable(reason: .unknownMethod, detail: "reply type '\(type)'")
                 try await delivery.park(because: unusable, on: publisher.connection)
                 return nil
@@ -187,6 +259,33 @@ public actor MigrationAggregator {
         delivery.ack()
         if let until, let verdict = verdicts[until] { return verdict }
         return nil
+    }
+
+    /// Counts one batch reply, reports progress, publishes the membership batches once the
+    /// identities and groups have ended, and finishes the migration after its last batch.
+    private func counted(
+        _ migrationId: String, method: RPCMethod, publisher: BatchPublisher, add: (inout ReplyTally) -> Bool
+    ) async throws {
+        try await seedIfNeeded(migrationId)
+        guard add(&tallies[migrationId, default: ReplyTally()]) else { return }
+        let counted = tallies[migrationId]?.batches.count ?? 0
+        let total = try await batchCount(migrationId)
+        onProgress(migrationId, counted, total)
+        guard let migration = try await record(migrationId) else { return }
+        if method != .migrateMemberships, migration.groupMembership {
+            try await publish(migration, publisher)
+        }
+        if counted == total, let current = try await ledger.migration(migrationId) {
+            try await finishIfEnded(current)
+        }
+    }
+
+    /// A migration's record, read from the ledger once (its options never change).
+    private func record(_ migrationId: String) async throws -> MigrationRecord? {
+        if let known = records[migrationId] { return known }
+        let migration = try await ledger.migration(migrationId)
+        if let migration, migration.phase == .migrate { records[migrationId] = migration }
+        return migration
     }
 
     /// Every running migration: advance it when its projects are expanded, publish what is not
@@ -217,18 +316,19 @@ public actor MigrationAggregator {
         case .alreadyAdvanced:
             if let migration = try await ledger.migration(migrationId) {
                 try await publish(migration, publisher)
-                onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, migration.batchCount ?? 0)
+                onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, try await batchCount(migrationId))
             }
         case .projectsPending:
             break
         }
     }
 
-    /// A migration's number of identity batches, read from the ledger once (it never changes after
-    /// the cut), not once per reply.
+    /// A migration's number of batches of every method, read from the ledger once (it never
+    /// changes after the cut), not once per reply.
     private func batchCount(_ migrationId: String) async throws -> Int {
         if let known = batchCounts[migrationId] { return known }
-        guard let count = try await ledger.migration(migrationId)?.batchCount else { return 0 }
+        guard try await ledger.migration(migrationId)?.phase == .migrate else { return 0 }
+        let count = try await ledger.batchStateCounts(migrationId: migrationId, method: nil).values.reduce(0, +)
         batchCounts[migrationId] = count
         return count
     }
@@ -242,16 +342,18 @@ public actor MigrationAggregator {
     /// After a restart, counts the batches the ledger completed before, from their stored results.
     private func seedIfNeeded(_ migrationId: String, force: Bool = false) async throws {
         guard seeded.insert(migrationId).inserted || force else { return }
-        var after: Int64 = -1
-        // Bounded: each page moves `after` forward or ends the loop.
-        for _ in 0..<1_000_000 {
-            let page = try await ledger.batches(
-                migrationId: migrationId, state: .done, afterSequence: after, limit: 500)
-            guard let last = page.last else { break }
-            after = last.sequence
-            for batch in page where !(tallies[migrationId]?.batches.contains(batch.batchId) ?? false) {
-                if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batch.batchId) {
-                    tallies[migrationId, default: ReplyTally()].add(try JSMBatchResult(serializedBytes: stored))
+        for method in LedgerBatch.allMethods {
+            var after: Int64 = -1
+            // Bounded: each page moves `after` forward or ends the loop.
+            for _ in 0..<1_000_000 {
+                let page = try await ledger.batches(
+                    migrationId: migrationId, state: .done, method: method, afterSequence: after, limit: 500)
+                guard let last = page.last else { break }
+                after = last.sequence
+                for batch in page where !(tallies[migrationId]?.batches.contains(batch.batchId) ?? false) {
+                    if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batch.batchId) {
+                        try tallies[migrationId, default: ReplyTally()].add(stored: stored, method: method)
+                    }
                 }
             }
         }
@@ -261,7 +363,7 @@ public actor MigrationAggregator {
     /// nothing rejected, incomplete (finished with errors) otherwise, naming what is missing.
     private func finishIfEnded(_ migration: MigrationRecord) async throws {
         guard migration.state == .running, migration.phase == .migrate else { return }
-        let states = try await ledger.batchStateCounts(migrationId: migration.id)
+        let states = try await ledger.batchStateCounts(migrationId: migration.id, method: nil)
         guard states[.pending, default: 0] == 0 else { return }
         // The ledger commits before the reply is sent: wait a little for the last replies.
         if tallies[migration.id]?.batches.count ?? 0 < states[.done, default: 0] {
@@ -274,8 +376,7 @@ public actor MigrationAggregator {
             try await seedIfNeeded(migration.id, force: true)
         }
         let provisional = try await makeVerdict(migration, state: .complete)
-        let state: MigrationState =
-            provisional.reconciled && provisional.totals.overall.rejected == 0 ? .complete : .incomplete
+        let state: MigrationState = provisional.reconciled && provisional.rejections == 0 ? .complete : .incomplete
         guard try await ledger.setMigrationState(migration.id, to: state, from: [.running]) else { return }
         let verdict = try await makeVerdict(migration, state: state)
         verdicts[migration.id] = verdict
@@ -298,6 +399,7 @@ public actor MigrationAggregator {
     private func makeVerdict(_ migration: MigrationRecord, state: MigrationState) async throws -> AggregatorVerdict {
         try await seedIfNeeded(migration.id)
         let totals = try await ledger.totals(migrationId: migration.id)
+        let groupTotals = try await ledger.groupTotals(migrationId: migration.id)
         let tally = tallies[migration.id] ?? ReplyTally()
         let matches = ScopeCategory.allCases.allSatisfy { category in
             let ledger = totals.byCategory[category] ?? OutcomeTally()
@@ -307,9 +409,10 @@ public actor MigrationAggregator {
                 && Int(replies.alreadyMigrated) == ledger.alreadyMigrated
         }
         return AggregatorVerdict(
-            migrationId: migration.id, state: state, totals: totals, tally: tally, repliesMatchLedger: matches,
+            migrationId: migration.id, state: state, totals: totals, groupTotals: groupTotals, tally: tally,
+            repliesMatchLedger: matches && tally.matches(groupTotals),
             missing: try await ledger.missingWork(migrationId: migration.id),
-            batchStates: try await ledger.batchStateCounts(migrationId: migration.id))
+            batchStates: try await ledger.batchStateCounts(migrationId: migration.id, method: nil))
     }
 }
 

@@ -140,7 +140,8 @@ public struct MigrationProducer: Sendable {
         var claimed = ScopeCounts()
         var anomalies = 0
         if migration.phase == .expand {
-            (claimed, anomalies) = try await claimAllOptions(migration: migration, scope: definition.scope)
+            (claimed, anomalies) = try await readSource(
+                migration: migration, scope: definition.scope, groups: definition.groups)
         }
         try await ledger.setMigrationState(migration.id, to: .running, from: [.saved])
         var projectMessages = 0
@@ -181,23 +182,40 @@ public struct MigrationProducer: Sendable {
         return migration
     }
 
-    /// Claims what `--customers all` and `--users all` take, streaming the source in chunks.
-    private func claimAllOptions(migration: MigrationRecord, scope: ScopeOptions) async throws -> (ScopeCounts, Int) {
-        guard scope.customers == .all || scope.users == .all else { return (ScopeCounts(), 0) }
+    /// One pass over the source's identities, in chunks: claims what `--customers all` and
+    /// `--users all` take, and with `--groups` records every user's groups (with the groups they
+    /// nest in) as candidates; the cut keeps those of in-scope identities.
+    private func readSource(migration: MigrationRecord, scope: ScopeOptions, groups: Bool) async throws
+        -> (ScopeCounts, Int)
+    {
+        let claimsAll = scope.customers == .all || scope.users == .all
+        guard claimsAll || groups else { return (ScopeCounts(), 0) }
         let selection = try ScopeSelection(options: scope, projects: [])
         var reporters = Set<String>()
-        for try await key in source.requestReporters() { reporters.insert(key) }
+        if claimsAll {
+            for try await key in source.requestReporters() { reporters.insert(key) }
+        }
         let classifier = try await source.loadClassifier()
         var chunk: [ServerIdentity] = []
+        var newGroups: [GroupCandidate] = []
+        var knownGroups = Set<String>()
+        var memberships: [MembershipCandidate] = []
         var claimed = ScopeCounts()
         var anomalies = 0
         func flush() async throws {
-            guard !chunk.isEmpty else { return }
-            let claim = try await ledger.claimScope(migrationId: migration.id, identities: chunk)
-            claimed.customers += claim.newlyClaimed.customers
-            claimed.licensedUsers += claim.newlyClaimed.licensedUsers
-            claimed.formers += claim.newlyClaimed.formers
-            chunk.removeAll(keepingCapacity: true)
+            if !chunk.isEmpty {
+                let claim = try await ledger.claimScope(migrationId: migration.id, identities: chunk)
+                claimed.customers += claim.newlyClaimed.customers
+                claimed.licensedUsers += claim.newlyClaimed.licensedUsers
+                claimed.formers += claim.newlyClaimed.formers
+                chunk.removeAll(keepingCapacity: true)
+            }
+            if !memberships.isEmpty || !newGroups.isEmpty {
+                try await ledger.recordGroupCandidates(
+                    migrationId: migration.id, groups: newGroups, memberships: memberships)
+                newGroups.removeAll(keepingCapacity: true)
+                memberships.removeAll(keepingCapacity: true)
+            }
         }
         for try await classified in source.classifiedIdentities(classifier: classifier) {
             for anomaly in classified.anomalies {
@@ -208,12 +226,23 @@ public struct MigrationProducer: Sendable {
                 }
             }
             let identity = classified.identity
-            guard
+            if groups, identity.kind == .customer || identity.kind == .licensedUser {
+                for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
+                    if knownGroups.insert(group.lowerName).inserted {
+                        newGroups.append(
+                            GroupCandidate(lowerName: group.lowerName, name: group.name, directoryId: group.directoryId)
+                        )
+                    }
+                    memberships.append(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
+                }
+            }
+            if claimsAll,
                 selection.categoryWithoutReference(
                     identity, isRequestReporter: reporters.contains(identity.userKey)) != nil
-            else { continue }
-            chunk.append(identity)
-            if chunk.count >= 5_000 { try await flush() }
+            {
+                chunk.append(identity)
+            }
+            if chunk.count >= 5_000 || memberships.count >= 5_000 { try await flush() }
         }
         try await flush()
         if anomalies > 20 {

@@ -28,7 +28,16 @@ public struct WorkerConfiguration: Sendable, Hashable {
     }
 }
 
-/// A stateless worker: consumes `ExpandProject` and `MigrateIdentities`, and per message decodes,
+/// What a worker does per method.
+struct Processors: Sendable {
+    let expander: ProjectExpander
+    let identities: IdentityBatchProcessor
+    let groups: GroupBatchProcessor
+    let memberships: MembershipBatchProcessor
+}
+
+/// A stateless worker: consumes every method (`ExpandProject`, `MigrateIdentities`,
+/// `MigrateGroups`, `MigrateMemberships`), and per message decodes,
 /// applies the rules, calls the site, commits one ledger transaction, replies, then acks. A
 /// message it cannot use is parked; a retriable failure goes to a delayed retry queue; nothing
 /// is acked before its reply, retry or parked copy is confirmed by the broker.
@@ -56,30 +65,33 @@ public struct MigrationWorker: Sendable {
         let classifier = try await source.loadClassifier()
         let expander = ProjectExpander(
             ledger: ledger, source: source, classifier: classifier, workerId: configuration.workerId, logger: logger)
-        let processor = IdentityBatchProcessor(
-            ledger: ledger, site: site, workerId: configuration.workerId,
-            siteConcurrency: configuration.siteConcurrency, logger: logger)
+        let processors = Processors(
+            expander: expander,
+            identities: IdentityBatchProcessor(
+                ledger: ledger, site: site, workerId: configuration.workerId,
+                siteConcurrency: configuration.siteConcurrency, logger: logger),
+            groups: GroupBatchProcessor(
+                ledger: ledger, site: site, workerId: configuration.workerId,
+                siteConcurrency: configuration.siteConcurrency, logger: logger),
+            memberships: MembershipBatchProcessor(
+                ledger: ledger, site: site, workerId: configuration.workerId,
+                siteConcurrency: configuration.siteConcurrency, logger: logger))
         let prefetch = UInt16(clamping: max(1, configuration.concurrency * 2))
-        let consumers = [
-            try await connection.consume(queue: RPCMethod.expandProject.queueName, prefetch: prefetch),
-            try await connection.consume(queue: RPCMethod.migrateIdentities.queueName, prefetch: prefetch),
-        ]
+        var consumers: [AMQPConsumer] = []
+        for method in RPCMethod.allCases {
+            consumers.append(try await connection.consume(queue: method.queueName, prefetch: prefetch))
+        }
         logger.notice("worker consuming", metadata: ["worker": "\(configuration.workerId)"])
         try await withThrowingTaskGroup(of: Void.self) { group in
             for consumer in consumers {
-                group.addTask {
-                    try await consume(consumer, connection: connection, expander: expander, processor: processor)
-                }
+                group.addTask { try await consume(consumer, connection: connection, processors: processors) }
             }
             try await group.waitForAll()
         }
     }
 
     /// Handles one consumer's deliveries, at most `concurrency` at once.
-    private func consume(
-        _ consumer: AMQPConsumer, connection: AMQPConnection, expander: ProjectExpander,
-        processor: IdentityBatchProcessor
-    ) async throws {
+    private func consume(_ consumer: AMQPConsumer, connection: AMQPConnection, processors: Processors) async throws {
         let limit = max(1, configuration.concurrency)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
@@ -89,19 +101,14 @@ public struct MigrationWorker: Sendable {
                     running -= 1
                 }
                 running += 1
-                group.addTask {
-                    await handle(delivery, connection: connection, expander: expander, processor: processor)
-                }
+                group.addTask { await handle(delivery, connection: connection, processors: processors) }
             }
             try await group.waitForAll()
         }
     }
 
     /// One delivery, from decoding to the ack.
-    func handle(
-        _ delivery: AMQPDelivery, connection: AMQPConnection, expander: ProjectExpander,
-        processor: IdentityBatchProcessor
-    ) async {
+    func handle(_ delivery: AMQPDelivery, connection: AMQPConnection, processors: Processors) async {
         let attempt = Int(delivery.properties.headers[HeaderName.attempt]?.intValue ?? 1)
         var method: RPCMethod?
         var header = JSMMessageHeader()
@@ -114,19 +121,30 @@ public struct MigrationWorker: Sendable {
                 let scope = try RPCEnvelope.decode(JSMProjectScope.self, from: delivery)
                 header = scope.header
                 try Self.checkHeader(scope.header, delivery)
-                let result = try await expander.process(scope, attempt: UInt32(clamping: attempt))
+                let result = try await processors.expander.process(scope, attempt: UInt32(clamping: attempt))
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: scope.header, body: result, attempt: attempt)
             case .migrateIdentities:
                 let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
                 header = batch.header
                 try Self.checkHeader(batch.header, delivery)
-                let result = try await processor.process(batch, attempt: UInt32(clamping: attempt))
+                let result = try await processors.identities.process(batch, attempt: UInt32(clamping: attempt))
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
-            case .migrateGroups, .migrateMemberships:
-                throw RPCEnvelope.Unusable(
-                    reason: .unknownMethod, detail: "\(requested.rawValue) is not handled by this worker version")
+            case .migrateGroups:
+                let batch = try RPCEnvelope.decode(JSMGroupBatch.self, from: delivery)
+                header = batch.header
+                try Self.checkHeader(batch.header, delivery)
+                let result = try await processors.groups.process(batch, attempt: UInt32(clamping: attempt))
+                reply = try RPCEnvelope.reply(
+                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+            case .migrateMemberships:
+                let batch = try RPCEnvelope.decode(JSMMembershipBatch.self, from: delivery)
+                header = batch.header
+                try Self.checkHeader(batch.header, delivery)
+                let result = try await processors.memberships.process(batch, attempt: UInt32(clamping: attempt))
+                reply = try RPCEnvelope.reply(
+                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
             }
             if let reply { try await connection.publish(reply) }
             delivery.ack()
@@ -222,7 +240,7 @@ public struct MigrationWorker: Sendable {
             "retrying later",
             metadata: ["batch": "\(header.batchID)", "attempt": "\(attempt)", "error": "\(error)"])
         do {
-            if !header.batchID.isEmpty, method == .migrateIdentities {
+            if !header.batchID.isEmpty, method != .expandProject {
                 await recordInLedger("failed attempt") {
                     try await ledger.recordFailedAttempt(
                         migrationId: header.migrationID, batchId: header.batchID, error: "\(error)")

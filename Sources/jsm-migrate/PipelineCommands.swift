@@ -65,10 +65,6 @@ struct StartCommand: AsyncParsableCommand {
     var dryRun = false
 
     func validate() throws {
-        if groups || groupMembership {
-            throw ValidationError(
-                "--groups and --group-membership are not supported by this version yet: migrate identities first")
-        }
         if groupMembership, !groups { throw ValidationError("--group-membership needs --groups") }
         if includeRequestless, customers != .all {
             throw ValidationError("--include-requestless only applies with --customers all")

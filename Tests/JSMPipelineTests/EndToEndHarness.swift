@@ -134,16 +134,25 @@ enum EndToEnd {
         return accounts
     }
 
-    /// Requests the site's Atlassian endpoints received so far (its own `/_local/v1/counts`).
-    static func siteRequests(_ site: LocalSite) async throws -> Int {
-        struct Counts: Decodable { let apiRequests: Int }
+    /// The site's own counts (`/_local/v1/counts`).
+    struct SiteCounts: Decodable {
+        let groups: Int
+        let groupMemberships: Int
+        let apiRequests: Int
+    }
+
+    /// The site's own counts of groups, memberships and Atlassian API requests received so far.
+    static func siteCounts(_ site: LocalSite) async throws -> SiteCounts {
         var request = HTTPClientRequest(url: site.url + "/_local/v1/counts")
         request.headers.add(
             name: "Authorization", value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
-        return try JSONDecoder().decode(Counts.self, from: Data(buffer: body)).apiRequests
+        return try JSONDecoder().decode(SiteCounts.self, from: Data(buffer: body))
     }
+
+    /// Requests the site's Atlassian endpoints received so far.
+    static func siteRequests(_ site: LocalSite) async throws -> Int { try await siteCounts(site).apiRequests }
 
     /// Every identity of a migration's scope, from its batches in the ledger.
     static func scope(_ ledger: Ledger, _ migrationId: String) async throws -> [ServerIdentity] {

@@ -223,7 +223,7 @@ struct EndToEndTests {
 
     /// A ledger location for the backend: a file in the world's folder, or a PostgreSQL schema of
     /// its own that is dropped afterwards.
-    private func withLedgerLocation(_ backend: Backend, _ body: (LedgerLocation?) async throws -> Void) async throws {
+    func withLedgerLocation(_ backend: Backend, _ body: (LedgerLocation?) async throws -> Void) async throws {
         switch backend {
         case .sqlite:
             try await body(nil)

@@ -35,14 +35,16 @@ public struct MigrationReport: Sendable, Hashable {
     public let totals: [ReportTally]
     /// One entry per selected project, by key.
     public let projects: [ProjectReport]
-    /// Identity batches done.
+    /// Batches done (identities, groups and memberships).
     public let batchesDone: Int
-    /// Identity batches in all states.
+    /// Batches in all states.
     public let batchesTotal: Int
-    /// Identity batches parked or discarded: what keeps a migration from completing.
+    /// Batches parked or discarded: what keeps a migration from completing.
     public let batchesStuck: Int
     /// Decided identities with no mapping row on the site (the invariant wants 0).
     public let decidedWithoutMapping: Int
+    /// Groups and memberships by outcome, when the migration has `--groups`.
+    public let groupTotals: GroupPhaseTotals?
     /// Whether `in scope = created + linked + former + rejected + already_migrated` holds for the
     /// migration, every category and every project, with one mapping row per decided identity.
     public let invariantHolds: Bool
@@ -60,7 +62,8 @@ public struct MigrationReport: Sendable, Hashable {
         }
         let totals = try await ledger.totals(migrationId: migrationId)
         let projects = try await ledger.projects(migrationId: migrationId)
-        let batches = try await ledger.batchStateCounts(migrationId: migrationId)
+        let batches = try await ledger.batchStateCounts(migrationId: migrationId, method: nil)
+        let groupTotals = migration.groups ? try await ledger.groupTotals(migrationId: migrationId) : nil
         return MigrationReport(
             migration: migration, totals: rows(totals.byCategory),
             projects: projects.map { project in
@@ -68,7 +71,8 @@ public struct MigrationReport: Sendable, Hashable {
             },
             batchesDone: batches[.done] ?? 0, batchesTotal: batches.values.reduce(0, +),
             batchesStuck: (batches[.parked] ?? 0) + (batches[.discarded] ?? 0),
-            decidedWithoutMapping: totals.decidedWithoutMapping, invariantHolds: totals.invariantHolds)
+            decidedWithoutMapping: totals.decidedWithoutMapping, groupTotals: groupTotals,
+            invariantHolds: totals.invariantHolds && (groupTotals?.invariantHolds ?? true))
     }
 
     static func rows(_ tallies: [ScopeCategory: OutcomeTally]) -> [ReportTally] {

@@ -7,14 +7,20 @@ public enum ReportExports {
     /// Rows read from the ledger per query.
     public static let pageSize = 5_000
     /// Columns of the requires-attention CSV.
+    ///
+    /// `key` is the server user key of an identity (category `customers`, `licensed_users` or
+    /// `formers`), the name of a group (category `group`: reused, a permission-escalation risk, or
+    /// rejected) or `group/user_key` of a rejected membership (category `membership`); `cloud_id`
+    /// is the cloud account or group.
     public static let attentionHeader = [
-        "user_key", "category", "outcome", "flags", "reason", "cloud_account_id", "batch_id",
+        "key", "category", "outcome", "flags", "reason", "cloud_id", "batch_id",
     ]
     /// Columns of the mapping export.
     public static let mappingHeader = ["server_user_key", "cloud_account_id", "account_type", "outcome", "flags"]
 
     /// Writes the requires-attention CSV: every rejected, former, merged, second-account or
-    /// disabled identity of the migration, by user key (never the email). Flags are joined with
+    /// disabled identity of the migration, by user key (never the email), then every reused or
+    /// rejected group and rejected membership. Flags are joined with
     /// `|`. Returns the number of data rows written.
     @discardableResult
     public static func writeAttention(ledger: Ledger, migrationId: String, to path: String) async throws -> Int {
@@ -40,6 +46,16 @@ public enum ReportExports {
                 written += page.count
                 guard page.count == pageSize, let last = page.last?.userKey else { break }
                 after = last
+            }
+            for record in try await ledger.groupAttentionRecords(migrationId: migrationId) {
+                let risk = record.outcome == GroupOutcomeKind.reused.rawValue
+                try writer.write([
+                    record.key, record.kind.rawValue, record.outcome,
+                    risk ? "permission_escalation_risk" : "",
+                    risk ? "\(record.detail); members added: \(record.membersAdded)" : record.detail,
+                    record.cloudGroupId ?? "", record.batchId,
+                ])
+                written += 1
             }
             try writer.finish()
             return written

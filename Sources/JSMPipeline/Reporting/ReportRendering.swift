@@ -66,6 +66,21 @@ extension MigrationReport {
             }
             lines += Self.table(headers: ["project", "name"] + headers, rows: rows)
         }
+        if let groupTotals {
+            let groups = groupTotals.groups
+            let members = groupTotals.memberships
+            lines.append("")
+            lines.append(
+                "Groups: \(groups.inScope) in scope: \(groups.created) created, \(groups.reused) reused "
+                    + "(\(groups.escalationRisks) with a permission-escalation risk: see the attention CSV), "
+                    + "\(groups.alreadyMigrated) already migrated, \(groups.rejected) rejected; balances: "
+                    + (groups.balances ? "yes" : "NO"))
+            lines.append(
+                "Memberships: \(members.inScope) in scope: \(members.added) added, \(members.alreadyMember) already "
+                    + "members, \(members.alreadyMigrated) already migrated, \(members.skipped) skipped (no account, "
+                    + "customer account or no group), \(members.rejected) rejected; balances: "
+                    + (members.balances ? "yes" : "NO"))
+        }
         lines.append("")
         if decidedWithoutMapping > 0 {
             lines.append("Decided identities without a mapping row: \(decidedWithoutMapping)")
@@ -145,6 +160,8 @@ extension MigrationReport {
         let projects: [Project]
         let invariantHolds: Bool
         let decidedWithoutMapping: Int
+        let groups: GroupTally?
+        let memberships: MembershipTally?
     }
 
     func json() -> String {
@@ -164,7 +181,8 @@ extension MigrationReport {
                     id: $0.project.id, key: $0.project.key, name: $0.project.name,
                     serviceProject: $0.project.isServiceProject, totals: tallies($0.rows))
             },
-            invariantHolds: invariantHolds, decidedWithoutMapping: decidedWithoutMapping)
+            invariantHolds: invariantHolds, decidedWithoutMapping: decidedWithoutMapping,
+            groups: groupTotals?.groups, memberships: groupTotals?.memberships)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         encoder.keyEncodingStrategy = .convertToSnakeCase

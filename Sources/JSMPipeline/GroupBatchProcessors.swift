@@ -1,0 +1,236 @@
+import JSMCloud
+import JSMContracts
+import JSMDomain
+import JSMLedger
+import JSMServices
+import Logging
+
+/// `MigrateGroups` for one batch: answer a completed batch from the ledger; otherwise reuse what
+/// an earlier migration recorded on this site, create (or reuse) the rest at the site, and complete
+/// the batch in one ledger transaction.
+struct GroupBatchProcessor: Sendable {
+    let ledger: Ledger
+    let site: any CloudSite
+    let workerId: String
+    /// Groups of one batch created at the site at once.
+    let siteConcurrency: Int
+    let logger: Logger
+
+    /// What reusing a group means, in every reused group's detail.
+    static let reuseRisk =
+        "a cloud group with this name already existed: its existing members and permissions now apply "
+        + "to the migrated members too (permission-escalation risk)"
+
+    /// The reply for `batch`; `replayed` when the ledger already had it (no site call was made).
+    func process(_ batch: JSMGroupBatch, attempt: UInt32) async throws -> JSMGroupBatchResult {
+        let migrationId = batch.header.migrationID
+        let batchId = batch.header.batchID
+        if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batchId) {
+            var result = try JSMGroupBatchResult(serializedBytes: stored)
+            result.replayed = true
+            result.attempt = attempt
+            result.workerID = workerId
+            return result
+        }
+        guard !batch.targetSiteID.isEmpty else {
+            throw RPCEnvelope.Unusable(reason: .invalidMessage, detail: "batch \(batchId) names no target site")
+        }
+        guard batch.groups.allSatisfy({ !$0.lowerName.isEmpty && !$0.name.isEmpty }),
+            Set(batch.groups.map(\.lowerName)).count == batch.groups.count
+        else {
+            throw RPCEnvelope.Unusable(
+                reason: .invalidMessage, detail: "batch \(batchId): a group has no name or appears twice")
+        }
+        let prior = try await ledger.priorGroupMappings(
+            siteId: batch.targetSiteID, lowerNames: batch.groups.map(\.lowerName))
+        let completions = try await batch.groups.boundedConcurrentMap(limit: siteConcurrency) { group in
+            if let groupId = prior[group.lowerName] {
+                return GroupCompletion(
+                    lowerName: group.lowerName, outcome: .alreadyMigrated, cloudGroupId: groupId,
+                    escalationRisk: false, detail: nil)
+            }
+            return try await provision(group)
+        }
+        var result = JSMGroupBatchResult()
+        result.header = batch.header
+        result.attempt = attempt
+        result.workerID = workerId
+        let byName = Dictionary(uniqueKeysWithValues: completions.map { ($0.lowerName, $0) })
+        for group in batch.groups {
+            guard let completion = byName[group.lowerName] else { continue }
+            var row = JSMGroupResult()
+            row.lowerName = completion.lowerName
+            row.cloudGroupID = completion.cloudGroupId ?? ""
+            row.permissionEscalationRisk = completion.escalationRisk
+            row.detail = completion.detail ?? ""
+            switch completion.outcome {
+            case .created:
+                row.outcome = .created
+                result.totals.created += 1
+            case .reused:
+                row.outcome = .reused
+                result.totals.reused += 1
+            case .alreadyMigrated:
+                row.outcome = .alreadyMigrated
+                result.totals.alreadyMigrated += 1
+            case .rejected:
+                row.outcome = .rejected
+                result.totals.rejected += 1
+            }
+            if completion.escalationRisk { result.totals.permissionEscalationRisks += 1 }
+            result.results.append(row)
+        }
+        let completion = try await ledger.completeGroupBatch(
+            migrationId: migrationId, batchId: batchId, groups: completions, result: try result.serializedBytes())
+        if completion.replayed {
+            var stored = try JSMGroupBatchResult(serializedBytes: completion.result)
+            stored.replayed = true
+            return stored
+        }
+        return result
+    }
+
+    /// Creates the group, or reuses the site's group of that name; a refusal is a rejected group.
+    private func provision(_ group: JSMGroup) async throws -> GroupCompletion {
+        do {
+            switch try await site.createGroup(named: group.name) {
+            case .created(let created):
+                return GroupCompletion(
+                    lowerName: group.lowerName, outcome: .created, cloudGroupId: created.groupId,
+                    escalationRisk: false, detail: nil)
+            case .reused(let existing):
+                logger.warning(
+                    "reusing an existing cloud group: permission-escalation risk",
+                    metadata: ["group": "\(group.name)", "cloud_group_id": "\(existing.groupId)"])
+                return GroupCompletion(
+                    lowerName: group.lowerName, outcome: .reused, cloudGroupId: existing.groupId,
+                    escalationRisk: true, detail: Self.reuseRisk)
+            }
+        } catch let error as CloudSiteError where !error.code.isRetriable {
+            logger.warning(
+                "site refused a group",
+                metadata: ["group": "\(group.name)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
+            return GroupCompletion(
+                lowerName: group.lowerName, outcome: .rejected, cloudGroupId: nil, escalationRisk: false,
+                detail: "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
+        }
+    }
+}
+
+/// `MigrateMemberships` for one batch: answer a completed batch from the ledger; otherwise map each
+/// pair to its cloud group and account (from the ledger the earlier phases filled), add what can be
+/// added at the site, and complete the batch in one ledger transaction.
+struct MembershipBatchProcessor: Sendable {
+    let ledger: Ledger
+    let site: any CloudSite
+    let workerId: String
+    /// Memberships of one batch added at the site at once.
+    let siteConcurrency: Int
+    let logger: Logger
+
+    /// The reply for `batch`; `replayed` when the ledger already had it (no site call was made).
+    func process(_ batch: JSMMembershipBatch, attempt: UInt32) async throws -> JSMMembershipBatchResult {
+        let migrationId = batch.header.migrationID
+        let batchId = batch.header.batchID
+        if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batchId) {
+            var result = try JSMMembershipBatchResult(serializedBytes: stored)
+            result.replayed = true
+            result.attempt = attempt
+            result.workerID = workerId
+            return result
+        }
+        guard !batch.targetSiteID.isEmpty else {
+            throw RPCEnvelope.Unusable(reason: .invalidMessage, detail: "batch \(batchId) names no target site")
+        }
+        let pairs = batch.memberships.map {
+            MembershipCandidate(lowerName: $0.groupLowerName, userKey: $0.memberUserKey)
+        }
+        guard pairs.allSatisfy({ !$0.lowerName.isEmpty && !$0.userKey.isEmpty }), Set(pairs).count == pairs.count
+        else {
+            throw RPCEnvelope.Unusable(
+                reason: .invalidMessage,
+                detail: "batch \(batchId): a membership has no group or member, or appears twice")
+        }
+        let targets = try await ledger.membershipTargets(siteId: batch.targetSiteID, memberships: pairs)
+        let completions = try await pairs.boundedConcurrentMap(limit: siteConcurrency) { pair in
+            try await settle(pair, targets: targets)
+        }
+        var result = JSMMembershipBatchResult()
+        result.header = batch.header
+        result.attempt = attempt
+        result.workerID = workerId
+        let byPair = Dictionary(uniqueKeysWithValues: completions.map { ($0.membership, $0) })
+        for pair in pairs {
+            guard let completion = byPair[pair] else { continue }
+            var row = JSMMembershipResult()
+            row.groupLowerName = pair.lowerName
+            row.memberUserKey = pair.userKey
+            row.detail = completion.detail ?? ""
+            switch completion.outcome {
+            case .added:
+                row.outcome = .added
+                result.totals.added += 1
+            case .alreadyMember:
+                row.outcome = .alreadyMember
+                result.totals.alreadyMember += 1
+            case .alreadyMigrated:
+                row.outcome = .alreadyMigrated
+                result.totals.alreadyMigrated += 1
+            case .skippedNoAccount:
+                row.outcome = .skippedNoAccount
+                result.totals.skipped += 1
+            case .skippedCustomerAccount:
+                row.outcome = .skippedCustomerAccount
+                result.totals.skipped += 1
+            case .skippedNoGroup:
+                row.outcome = .skippedNoGroup
+                result.totals.skipped += 1
+            case .rejected:
+                row.outcome = .rejected
+                result.totals.rejected += 1
+            }
+            result.results.append(row)
+        }
+        let completion = try await ledger.completeMembershipBatch(
+            migrationId: migrationId, batchId: batchId, memberships: completions,
+            result: try result.serializedBytes())
+        if completion.replayed {
+            var stored = try JSMMembershipBatchResult(serializedBytes: completion.result)
+            stored.replayed = true
+            return stored
+        }
+        return result
+    }
+
+    /// One pair's end: recorded before, skipped for want of a group or an Atlassian account, or
+    /// added at the site (a refusal is a rejected membership).
+    private func settle(_ pair: MembershipCandidate, targets: MembershipTargets) async throws -> MembershipCompletion {
+        func ended(_ outcome: MembershipOutcomeKind, _ detail: String?, group: String? = nil, account: String? = nil)
+            -> MembershipCompletion
+        {
+            MembershipCompletion(
+                membership: pair, outcome: outcome, cloudGroupId: group, cloudAccountId: account, detail: detail)
+        }
+        if targets.alreadyMigrated.contains(pair) { return ended(.alreadyMigrated, nil) }
+        guard let groupId = targets.groups[pair.lowerName] else {
+            return ended(.skippedNoGroup, "the group was not migrated to this site")
+        }
+        guard let account = targets.accounts[pair.userKey] else {
+            return ended(.skippedNoAccount, "the member has no cloud account (former, rejected or not migrated)")
+        }
+        guard account.accountType == .atlassian else {
+            return ended(.skippedCustomerAccount, "the member is a customer account, which groups cannot hold")
+        }
+        do {
+            switch try await site.addMember(accountId: account.accountId, toGroupId: groupId) {
+            case .added: return ended(.added, nil, group: groupId, account: account.accountId)
+            case .alreadyMember: return ended(.alreadyMember, nil, group: groupId, account: account.accountId)
+            }
+        } catch let error as CloudSiteError where !error.code.isRetriable {
+            logger.warning(
+                "site refused a membership",
+                metadata: ["user_key": "\(pair.userKey)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
+            return ended(.rejected, "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
+        }
+    }
+}
