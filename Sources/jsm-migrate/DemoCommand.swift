@@ -78,10 +78,16 @@ struct DemoCommand: AsyncParsableCommand {
                         + "\(workers) worker processes; files in \(directory)")
                 let projects = try await world.source.withSource { try await $0.projects().map(\.key) }
                 let migrationId = "demo-\(seed)"
-                let request = world.request(migrationId, projects: projects, batchSize: batchSize)
+                var request = world.request(migrationId, projects: projects, batchSize: batchSize)
+                request.groups = true
+                request.groupMembership = true
+                // A cloud group that shares a server group's name: the report flags its reuse.
+                _ = try await world.siteLocation.withSite(logger: logger) {
+                    try await $0.createGroup(named: "All-Staff")
+                }
                 print(
-                    "start \(migrationId): projects \(projects.joined(separator: ", ")), customers related, users related"
-                )
+                    "start \(migrationId): projects \(projects.joined(separator: ", ")), customers related, "
+                        + "users related, --groups --group-membership (the site already has a group 'All-Staff')")
                 fflush(nil)
                 let progress = ProgressLine()
                 let (_, verdict) = try await world.migrate(
@@ -113,9 +119,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func checkQueuesEmpty(_ connection: AMQPConnection) async throws {
-        let queues = [
-            RPCMethod.expandProject.queueName, RPCMethod.migrateIdentities.queueName, MigrationTopology.resultsQueue,
-        ]
+        let queues = RPCMethod.allCases.map(\.queueName) + [MigrationTopology.resultsQueue]
         for queue in queues {
             if purge { _ = try await connection.purgeQueue(queue) }
             let ready = try await connection.queueCounts(queue).ready

@@ -69,10 +69,17 @@ extension EndToEndTests {
             #expect(csv.contains("\nall-staff,group,reused,permission_escalation_risk,"))
             let report = try await MigrationReport.load(from: world.ledger, migrationId: "groups")
             #expect(report.groupTotals == verdict.groupTotals && report.invariantHolds)
+            let verification = try await world.source.withSource { jira in
+                try await MigrationVerification.verify(
+                    ledger: world.ledger, migrationId: "groups", source: jira, site: world.siteLocation)
+            }
+            #expect(verification.passed, "\(verification.rendered())")
+            let groupChecks = verification.checks.filter { $0.name.contains("group") || $0.name.contains("membership") }
+            #expect(groupChecks.count == 4 && groupChecks.allSatisfy { $0.status == .ok })
 
             // A second migration of the same scope finds every group and membership already migrated,
             // and every identity too: the site receives no request at all.
-            let requestsBefore = site.apiRequests
+            let requestsBefore = try await EndToEnd.siteRequests(world.site)
             request.migrationId = "groups-again"
             let (_, again) = try await world.migrate(request, connection: connection)
             #expect(again.reconciled)

@@ -173,7 +173,63 @@ public struct MigrationVerification: Sendable {
         // (c) The cloud site.
         let audit = try await SiteAudit.audit(ledger: ledger, migrationId: migrationId, site: site, logger: logger)
         checks += siteChecks(audit)
+        if migration.groups {
+            checks += try await groupChecks(ledger: ledger, migrationId: migrationId, site: site, logger: logger)
+        }
         return MigrationVerification(checks: checks)
+    }
+
+    /// With `--groups`: both group invariants and every group batch done in the ledger, and every
+    /// migrated group present on the site under its recorded id (groups are few: one lookup each,
+    /// at most 10,000; memberships are not listed back from the site).
+    static func groupChecks(ledger: Ledger, migrationId: String, site: SiteLocation, logger: Logger) async throws
+        -> [VerificationCheck]
+    {
+        let totals = try await ledger.groupTotals(migrationId: migrationId)
+        var checks = [
+            VerificationCheck(
+                .ledger, "ledger: groups in scope = created + reused + already_migrated + rejected",
+                expected: "\(totals.groups.inScope)", found: "\(totals.groups.accountedFor)",
+                matches: totals.groups.balances),
+            VerificationCheck(
+                .ledger,
+                "ledger: memberships in scope = added + already_member + already_migrated + skipped + rejected",
+                expected: "\(totals.memberships.inScope)", found: "\(totals.memberships.accountedFor)",
+                matches: totals.memberships.balances),
+        ]
+        var batchesTotal = 0
+        var batchesDone = 0
+        for method in [LedgerBatch.groupMethod, LedgerBatch.membershipMethod] {
+            let states = try await ledger.batchStateCounts(migrationId: migrationId, method: method)
+            batchesTotal += states.values.reduce(0, +)
+            batchesDone += states[.done] ?? 0
+        }
+        checks.append(
+            VerificationCheck(
+                .ledger, "ledger: group and membership batches done", expected: "\(batchesTotal)",
+                found: "\(batchesDone)", matches: batchesDone == batchesTotal))
+        let lookupLimit = 10_000
+        let groups = try await ledger.groupRecords(migrationId: migrationId, limit: lookupLimit + 1)
+            .filter { $0.cloudGroupId != nil }
+        guard groups.count <= lookupLimit else {
+            checks.append(
+                VerificationCheck(
+                    .site, "site: migrated groups exist", expected: "\(groups.count)+", found: "not checked",
+                    matches: false, detail: "more than \(lookupLimit) groups: the site check was skipped"))
+            return checks
+        }
+        var absent: [String] = []
+        try await site.withSite(logger: logger) { adapter in
+            for group in groups where try await adapter.group(named: group.lowerName)?.groupId != group.cloudGroupId {
+                absent.append(group.lowerName)
+            }
+        }
+        checks.append(
+            VerificationCheck(
+                .site, "site: migrated groups exist", expected: "\(groups.count)",
+                found: "\(groups.count - absent.count)",
+                matches: absent.isEmpty, detail: "missing or another id: " + absent.prefix(20).joined(separator: ", ")))
+        return checks
     }
 
     static func describe(_ counts: ScopeCounts) -> String {
