@@ -186,6 +186,13 @@ extension Ledger {
     /// email goes to the batch where that email's first identity falls, so an email is never
     /// split (a batch may exceed the size to keep one together), and the result depends only on
     /// the scope, never on timing.
+    ///
+    /// First, in one statement, it settles what needs no worker: an identity an earlier migration
+    /// created or linked on this site is `already_migrated` (flagged `disabled` when inactive), as
+    /// the rules decide it (``MigrationRules/decide(_:existingAccounts:priorMapping:policies:)``,
+    /// row 1), when every identity of its email is in that case too (otherwise the whole email
+    /// group goes to a batch, so its primary is chosen as usual). A second migration over a scope
+    /// migrated in advance then costs one SQL pass instead of a message per batch.
     static func cutIdentityBatches(
         _ session: any LedgerSession, migrationId: String, batchSize: Int64, now: Int64
     ) async throws -> BatchCut {
@@ -204,6 +211,19 @@ extension Ledger {
             // 100,000 identities instead of about a second).
             try await session.execute("ANALYZE ledger_scope", [])
         }
+        let siteId = try await Ledger.siteId(session, migrationId, operation: "advanceToMigratePhase")
+        try await session.execute(
+            """
+            UPDATE ledger_scope SET outcome = 'already_migrated', flags = CASE WHEN active = 0 THEN $3 ELSE 0 END
+            WHERE migration_id = $1
+              AND EXISTS (SELECT 1 FROM ledger_mappings m WHERE m.site_id = $2
+                          AND m.server_user_key = ledger_scope.user_key AND m.outcome IN ('created', 'linked'))
+              AND (normalized_email = '' OR NOT EXISTS (
+                  SELECT 1 FROM ledger_scope o WHERE o.migration_id = $1
+                    AND o.normalized_email = ledger_scope.normalized_email
+                    AND NOT EXISTS (SELECT 1 FROM ledger_mappings n WHERE n.site_id = $2
+                                    AND n.server_user_key = o.user_key AND n.outcome IN ('created', 'linked'))))
+            """, [.text(migrationId), .text(siteId), .int(Int64(OutcomeFlags.disabled.rawValue))])
         try await session.execute(
             """
             UPDATE ledger_scope
@@ -217,7 +237,7 @@ extension Ledger {
                     FROM (
                         SELECT user_key, normalized_email,
                                ROW_NUMBER() OVER (ORDER BY normalized_email, user_key) - 1 AS position
-                        FROM ledger_scope WHERE migration_id = $1
+                        FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL
                     ) ordered
                 ) grouped
             ) n
@@ -228,7 +248,7 @@ extension Ledger {
             INSERT INTO ledger_batches (migration_id, batch_id, method, sequence, state, identity_count, attempts,
                 created_at_ms)
             SELECT $1, batch_id, $2, batch_sequence, 'pending', COUNT(*), 0, CAST($3 AS BIGINT)
-            FROM ledger_scope WHERE migration_id = $1 GROUP BY batch_id, batch_sequence
+            FROM ledger_scope WHERE migration_id = $1 AND batch_id IS NOT NULL GROUP BY batch_id, batch_sequence
             RETURNING identity_count
             """, [.text(migrationId), .text(LedgerBatch.identityMethod), .int(now)])
         var identities: Int64 = 0
@@ -236,7 +256,27 @@ extension Ledger {
         try await session.execute(
             "UPDATE ledger_migrations SET batch_count = $2, identity_count = $3 WHERE migration_id = $1",
             [.text(migrationId), .int(Int64(batches.count)), .int(identities)])
-        return BatchCut(batchCount: batches.count, identityCount: Int(identities))
+        let settled = try await session.first(
+            "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND batch_id IS NULL", [.text(migrationId)])
+        return BatchCut(
+            batchCount: batches.count, identityCount: Int(identities), settledAtCut: Int(try settled?.int(0) ?? 0))
+    }
+
+    /// Identities the cut settled `already_migrated` without a batch, per category: what the
+    /// aggregator adds to the replies' totals (no reply will ever carry them). Empty before the cut.
+    public func settledAtCut(migrationId: String) async throws(LedgerError) -> [ScopeCategory: Int] {
+        try await database.transaction("settledAtCut", readOnly: true) { session in
+            var counts: [ScopeCategory: Int] = [:]
+            for row in try await session.query(
+                """
+                SELECT identity_class, COUNT(*) FROM ledger_scope
+                WHERE migration_id = $1 AND batch_id IS NULL AND outcome IS NOT NULL GROUP BY identity_class
+                """, [.text(migrationId)])
+            {
+                if let category = ScopeCategory(rawValue: try row.text(0)) { counts[category] = Int(try row.int(1)) }
+            }
+            return counts
+        }
     }
 
     static func requireMigration(_ session: any LedgerSession, _ id: String, operation: String) async throws {

@@ -36,6 +36,26 @@ public struct ReplyTally: Sendable, Hashable {
         return true
     }
 
+    /// Identities the ledger's cut settled `already_migrated` without a batch (no reply carries
+    /// them); counted once, when `settledCounted` is still false.
+    public internal(set) var settledAtCut = 0
+    /// Whether ``settledAtCut`` has been added.
+    var settledCounted = false
+
+    /// Adds the identities the cut settled, once.
+    mutating func addSettledAtCut(_ counts: [ScopeCategory: Int]) {
+        guard !settledCounted else { return }
+        settledCounted = true
+        for (category, count) in counts {
+            settledAtCut += count
+            switch category {
+            case .customer: customers.alreadyMigrated += UInt64(count)
+            case .licensedUser: licensedUsers.alreadyMigrated += UInt64(count)
+            case .former: formers.alreadyMigrated += UInt64(count)
+            }
+        }
+    }
+
     /// Counts a group batch's reply unless its batch was counted before.
     @discardableResult
     mutating func add(_ result: JSMGroupBatchResult) -> Bool {
@@ -311,6 +331,7 @@ public actor MigrationAggregator {
                 "every project expanded: scope cut into batches",
                 metadata: [
                     "migration": "\(migrationId)", "batches": "\(cut.batchCount)", "identities": "\(cut.identityCount)",
+                    "settled_at_cut": "\(cut.settledAtCut)",
                 ])
             fallthrough
         case .alreadyAdvanced:
@@ -341,6 +362,10 @@ public actor MigrationAggregator {
 
     /// After a restart, counts the batches the ledger completed before, from their stored results.
     private func seedIfNeeded(_ migrationId: String, force: Bool = false) async throws {
+        if tallies[migrationId]?.settledCounted != true, try await record(migrationId)?.phase == .migrate {
+            let settled = try await ledger.settledAtCut(migrationId: migrationId)
+            tallies[migrationId, default: ReplyTally()].addSettledAtCut(settled)
+        }
         guard seeded.insert(migrationId).inserted || force else { return }
         for method in LedgerBatch.allMethods {
             var after: Int64 = -1

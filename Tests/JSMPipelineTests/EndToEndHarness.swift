@@ -154,7 +154,13 @@ enum EndToEnd {
     /// Requests the site's Atlassian endpoints received so far.
     static func siteRequests(_ site: LocalSite) async throws -> Int { try await siteCounts(site).apiRequests }
 
-    /// Every identity of a migration's scope, from its batches in the ledger.
+    /// Every in-scope user key of a migration, batched or settled by the cut.
+    static func scopeKeys(_ ledger: Ledger, _ migrationId: String) async throws -> [String] {
+        try await ledger.scopeEntries(migrationId: migrationId, limit: 1_000_000).map(\.userKey)
+    }
+
+    /// Every identity of a migration's batches in the ledger (the whole scope unless the cut
+    /// settled some: see ``scopeKeys(_:_:)``).
     static func scope(_ ledger: Ledger, _ migrationId: String) async throws -> [ServerIdentity] {
         var identities: [ServerIdentity] = []
         for batch in try await ledger.batches(migrationId: migrationId, limit: 100_000) {

@@ -153,8 +153,18 @@ public struct ProjectExpansionRecord: Sendable, Hashable {
 public struct BatchCut: Sendable, Hashable {
     /// Number of batches.
     public let batchCount: Int
-    /// Number of identities in them (= the scope).
+    /// Number of identities in them.
     public let identityCount: Int
+    /// Identities settled `already_migrated` by the cut itself, in no batch (every identity of
+    /// their email already had an account mapped on the site): the rest of the scope.
+    public let settledAtCut: Int
+
+    /// Describes a cut.
+    public init(batchCount: Int, identityCount: Int, settledAtCut: Int = 0) {
+        self.batchCount = batchCount
+        self.identityCount = identityCount
+        self.settledAtCut = settledAtCut
+    }
 }
 
 /// The answer to ``Ledger/advanceToMigratePhase(migrationId:)``.

@@ -1,0 +1,51 @@
+import JSMDomain
+import Testing
+
+@testable import JSMLedger
+
+@Suite("Ledger: the cut settles what an earlier migration mapped")
+struct SettleAtCutTests {
+    @Test(
+        "identities whose whole email group is mapped on the site are already_migrated in no batch; the rest are batched",
+        arguments: Backend.allCases)
+    func settleAtCut(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            // An earlier migration on site-a maps a and b (one email) and c.
+            _ = try await ledger.createOrResumeMigration(definition("first", projects: []))
+            let a = People.customer("a", "x@example.com")
+            var b = People.customer("b", "X@example.com", directoryPosition: 2)
+            b = ServerIdentity(
+                userKey: b.userKey, userName: b.userName, displayName: b.displayName, rawEmail: b.rawEmail,
+                directoryId: b.directoryId, directoryPosition: b.directoryPosition, isActive: false, kind: b.kind)
+            let c = People.agent("c", "y@example.com")
+            try await ledger.claimScope(migrationId: "first", identities: [a, b, c])
+            _ = try await ledger.advanceToMigratePhase(migrationId: "first")
+            for batch in try await ledger.batches(migrationId: "first") {
+                let content = try await ledger.loadIdentityBatch(migrationId: "first", batchId: batch.batchId)
+                _ = try await ledger.completeBatch(
+                    migrationId: "first", batchId: batch.batchId, mappings: content.identities.map(createdMapping),
+                    result: [1])
+            }
+
+            // The second migration adds d, who shares c's email but has no account yet.
+            _ = try await ledger.createOrResumeMigration(definition("second", projects: [], batchSize: 10))
+            let d = People.customer("d", "y@example.com")
+            try await ledger.claimScope(migrationId: "second", identities: [a, b, c, d])
+            guard case .advanced(let cut) = try await ledger.advanceToMigratePhase(migrationId: "second") else {
+                Issue.record("the phase change did not happen")
+                return
+            }
+            #expect(cut.settledAtCut == 2 && cut.identityCount == 2 && cut.batchCount == 1)
+            let batch = try #require(try await ledger.batches(migrationId: "second").first)
+            let content = try await ledger.loadIdentityBatch(migrationId: "second", batchId: batch.batchId)
+            #expect(content.identities.map(\.userKey) == ["c", "d"])
+            #expect(try await ledger.settledAtCut(migrationId: "second") == [.customer: 2])
+            let totals = try await ledger.totals(migrationId: "second")
+            #expect(totals.byCategory[.customer]?.alreadyMigrated == 2)
+            #expect(totals.byCategory[.customer]?.pending == 1 && totals.byCategory[.licensedUser]?.pending == 1)
+            // b is disabled on the server: the flag travels with its outcome, as the rules set it.
+            let attention = try await ledger.attentionRecords(migrationId: "second")
+            #expect(attention.map(\.userKey) == ["b"] && attention.first?.flags == .disabled)
+        }
+    }
+}
