@@ -50,7 +50,10 @@ struct LedgerModelTests {
         #expect(postgres.binds[2] == .boolArray([true, false]))
         #expect(postgres.sql.contains("UNNEST($3::text[], $4::text[], $5::bool[])"))
         let sqlite = SQLDialect.sqlite.withRows(rows, firstParameter: 3)
-        #expect(sqlite.sql == "WITH u(key, email) AS (VALUES ($3, $4), ($5, $6))")
+        #expect(sqlite.sql == "WITH u(key, email) AS (VALUES (?3, ?4), (?5, ?6))")
         #expect(sqlite.binds == [.text("a"), .null, .text("b"), .text("b@example.com")])
+        // The same shape again is the same text (built once), and a statement's $N become ?N.
+        #expect(SQLDialect.sqlite.withRows(rows, firstParameter: 3).sql == sqlite.sql)
+        #expect(SQLDialect.sqlite.statement("SELECT $1, '$', $12 FROM t$") == "SELECT ?1, '$', ?12 FROM t$")
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A value bound to, or read from, a ledger statement; the same for both databases so that the
 /// ledger's SQL is written once.
 enum SQLValue: Sendable, Hashable {
@@ -149,22 +151,50 @@ enum SQLDialect: Sendable {
                 + "FROM UNNEST(\(arrays.joined(separator: ", "))) AS x(\(aliases.joined(separator: ", "))))"
             return (sql, binds)
         case .sqlite:
-            var tuples: [String] = []
-            tuples.reserveCapacity(rows.count)
             var binds: [SQLValue] = []
             binds.reserveCapacity(rows.count * rows.columns.count)
-            var parameter = firstParameter
-            for row in rows.rows {
-                var placeholders: [String] = []
-                for value in row {
-                    placeholders.append("$\(parameter)")
-                    binds.append(value)
-                    parameter += 1
-                }
-                tuples.append("(" + placeholders.joined(separator: ", ") + ")")
-            }
-            return ("WITH \(name)(\(columnList)) AS (VALUES \(tuples.joined(separator: ", ")))", binds)
+            for row in rows.rows { binds.append(contentsOf: row) }
+            let shape = ValuesShape(
+                name: name, columns: columnList, rows: rows.count, width: rows.columns.count, first: firstParameter)
+            return (ValuesShape.sql(for: shape), binds)
         }
+    }
+}
+
+/// The shape of a SQLite `WITH name(columns) AS (VALUES (?1, ?2), ...)` clause: the same shape is
+/// the same text, so it is built once and reused (bulk statements of 500 rows are built thousands
+/// of times in a large migration, and building them showed in profiles).
+struct ValuesShape: Hashable, Sendable {
+    let name: String
+    let columns: String
+    let rows: Int
+    let width: Int
+    let first: Int
+
+    /// Shapes built so far; bounded, since a few statements with a few row counts cover a migration.
+    private static let cache = Mutex<[ValuesShape: String]>([:])
+    private static let cacheLimit = 512
+
+    static func sql(for shape: ValuesShape) -> String {
+        if let known = cache.withLock({ $0[shape] }) { return known }
+        var text = "WITH \(shape.name)(\(shape.columns)) AS (VALUES "
+        text.reserveCapacity(text.utf8.count + shape.rows * shape.width * 8)
+        var parameter = shape.first
+        for row in 0..<shape.rows {
+            text += row == 0 ? "(" : ", ("
+            for column in 0..<shape.width {
+                if column > 0 { text += ", " }
+                text += "?"
+                text += String(parameter)
+                parameter += 1
+            }
+            text += ")"
+        }
+        text += ")"
+        cache.withLock { known in
+            if known.count < cacheLimit { known[shape] = text }
+        }
+        return text
     }
 }
 
@@ -184,23 +214,15 @@ extension SQLValue {
 
 extension String {
     /// Rewrites `$<digits>` to `?<digits>` (SQLite's numbered parameters). The ledger's SQL holds
-    /// no `$` inside string literals, so a plain scan is exact.
+    /// no `$` inside string literals, so a plain scan of the UTF-8 bytes is exact.
     fileprivate func replacingDollarPlaceholders() -> String {
-        var result = ""
-        result.reserveCapacity(utf8.count)
-        var previousWasDollar = false
-        for character in self {
-            if previousWasDollar {
-                result.append(character.isASCII && character.isNumber ? "?" : "$")
-                previousWasDollar = false
-            }
-            if character == "$" {
-                previousWasDollar = true
-            } else {
-                result.append(character)
-            }
+        let dollar = UInt8(ascii: "$")
+        var bytes = Array(utf8)
+        guard bytes.contains(dollar) else { return self }
+        for index in bytes.indices.dropLast() where bytes[index] == dollar {
+            let next = bytes[index + 1]
+            if next >= UInt8(ascii: "0") && next <= UInt8(ascii: "9") { bytes[index] = UInt8(ascii: "?") }
         }
-        if previousWasDollar { result.append("$") }
-        return result
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
