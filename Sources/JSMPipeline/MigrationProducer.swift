@@ -202,52 +202,78 @@ public struct MigrationProducer: Sendable {
         var memberships: [MembershipCandidate] = []
         var claimed = ScopeCounts()
         var anomalies = 0
-        func flush() async throws {
-            if !chunk.isEmpty {
-                let claim = try await ledger.claimScope(migrationId: migration.id, identities: chunk)
-                claimed.customers += claim.newlyClaimed.customers
-                claimed.licensedUsers += claim.newlyClaimed.licensedUsers
-                claimed.formers += claim.newlyClaimed.formers
+        let ledger = self.ledger
+        let migrationId = migration.id
+        // One chunk is written while the next is read and classified: the source and the ledger
+        // each keep a core busy. At most one write is in flight, so memory stays bounded.
+        try await withThrowingTaskGroup(of: ScopeCounts.self) { writes in
+            var writing = false
+            func flush() async throws {
+                guard !chunk.isEmpty || !memberships.isEmpty || !newGroups.isEmpty else { return }
+                if writing, let counts = try await writes.next() { claimed.add(counts) }
+                let identities = chunk
+                let groupRows = newGroups
+                let pairs = memberships
                 chunk.removeAll(keepingCapacity: true)
-            }
-            if !memberships.isEmpty || !newGroups.isEmpty {
-                try await ledger.recordGroupCandidates(
-                    migrationId: migration.id, groups: newGroups, memberships: memberships)
                 newGroups.removeAll(keepingCapacity: true)
                 memberships.removeAll(keepingCapacity: true)
-            }
-        }
-        for try await classified in source.classifiedIdentities(classifier: classifier) {
-            for anomaly in classified.anomalies {
-                anomalies += 1
-                if anomalies <= 20 {
-                    logger.warning(
-                        "source anomaly", metadata: ["user_key": "\(anomaly.userKey ?? "")", "detail": "\(anomaly)"])
-                }
-            }
-            let identity = classified.identity
-            if groups, identity.kind == .customer || identity.kind == .licensedUser {
-                for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
-                    if knownGroups.insert(group.lowerName).inserted {
-                        newGroups.append(
-                            GroupCandidate(lowerName: group.lowerName, name: group.name, directoryId: group.directoryId)
-                        )
+                writes.addTask {
+                    var counts = ScopeCounts()
+                    if !identities.isEmpty {
+                        counts = try await ledger.claimScope(migrationId: migrationId, identities: identities)
+                            .newlyClaimed
                     }
-                    memberships.append(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
+                    if !pairs.isEmpty || !groupRows.isEmpty {
+                        try await ledger.recordGroupCandidates(
+                            migrationId: migrationId, groups: groupRows, memberships: pairs)
+                    }
+                    return counts
                 }
+                writing = true
             }
-            if claimsAll,
-                selection.categoryWithoutReference(
-                    identity, isRequestReporter: reporters.contains(identity.userKey)) != nil
-            {
-                chunk.append(identity)
+            for try await classified in source.classifiedIdentities(classifier: classifier) {
+                for anomaly in classified.anomalies {
+                    anomalies += 1
+                    if anomalies <= 20 {
+                        logger.warning(
+                            "source anomaly",
+                            metadata: ["user_key": "\(anomaly.userKey ?? "")", "detail": "\(anomaly)"])
+                    }
+                }
+                let identity = classified.identity
+                if groups, identity.kind == .customer || identity.kind == .licensedUser {
+                    for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
+                        if knownGroups.insert(group.lowerName).inserted {
+                            newGroups.append(
+                                GroupCandidate(
+                                    lowerName: group.lowerName, name: group.name, directoryId: group.directoryId))
+                        }
+                        memberships.append(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
+                    }
+                }
+                if claimsAll,
+                    selection.categoryWithoutReference(
+                        identity, isRequestReporter: reporters.contains(identity.userKey)) != nil
+                {
+                    chunk.append(identity)
+                }
+                if chunk.count >= 5_000 || memberships.count >= 5_000 { try await flush() }
             }
-            if chunk.count >= 5_000 || memberships.count >= 5_000 { try await flush() }
+            try await flush()
+            for try await counts in writes { claimed.add(counts) }
         }
-        try await flush()
         if anomalies > 20 {
             logger.warning("more source anomalies not logged one by one", metadata: ["count": "\(anomalies)"])
         }
         return (claimed, anomalies)
+    }
+}
+
+extension ScopeCounts {
+    /// Adds another chunk's counts, category by category.
+    fileprivate mutating func add(_ other: ScopeCounts) {
+        customers += other.customers
+        licensedUsers += other.licensedUsers
+        formers += other.formers
     }
 }
