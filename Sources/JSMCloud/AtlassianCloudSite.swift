@@ -22,7 +22,10 @@ public final class AtlassianCloudSite: CloudSite {
     /// What the adapter has done so far.
     public let metrics: CloudSiteMetrics
     private let httpClient: HTTPClient
-    private let authorization: String
+    /// `Authorization` and `Accept`, built once: every request starts from a copy.
+    private let baseHeaders: HTTPHeaders
+    private static let customerPath = "/rest/servicedeskapi/customer"
+    private static let userPath = "/rest/api/3/user"
     private let host: String
     private let logger: Logger
     /// One decoder and one encoder for every answer and request: built once, not per call.
@@ -41,24 +44,31 @@ public final class AtlassianCloudSite: CloudSite {
         self.metrics = metrics
         self.logger = logger
         let credentials = Data("\(configuration.userEmail):\(configuration.apiToken)".utf8)
-        self.authorization = "Basic " + credentials.base64EncodedString()
+        var headers = HTTPHeaders()
+        headers.add(name: "Authorization", value: "Basic " + credentials.base64EncodedString())
+        headers.add(name: "Accept", value: "application/json")
+        self.baseHeaders = headers
         self.host = Self.hostPart(of: configuration.baseURL)
     }
 
     /// An `HTTPClient` sized for the configuration: at most `maxConcurrentRequests` connections,
     /// kept alive and reused, with the configured connect timeout; no redirects followed.
+    ///
+    /// The request timeout is each request's deadline (see `send`), which bounds the whole exchange;
+    /// an idle-read timeout of the same length could never fire first, yet would cost a timer
+    /// scheduled and cancelled on every request, so there is none.
     public static func makeHTTPClient(for configuration: AtlassianCloudConfiguration) -> HTTPClient {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(60),
             concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConcurrentRequests)
         )
-        clientConfiguration.timeout = .init(
-            connect: TimeAmount(configuration.connectTimeout),
-            read: TimeAmount(configuration.requestTimeout)
-        )
+        clientConfiguration.timeout = .init(connect: TimeAmount(configuration.connectTimeout))
         clientConfiguration.redirectConfiguration = .disallow
         clientConfiguration.httpVersion = .http1Only
+        // The engine records no distributed traces; with the default (the global no-op tracer) the
+        // client would still build a span and its attributes for every request.
+        clientConfiguration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }
 
@@ -89,9 +99,9 @@ public final class AtlassianCloudSite: CloudSite {
     public func accounts(withEmail email: NormalizedEmail) async throws -> [ExistingCloudAccount] {
         let path = "/rest/api/3/user/search"
         let query = "query=\(Self.percentEncoded(email.value))&maxResults=50"
-        let answer = try await send(.GET, path: path, query: query, body: nil as String?)
+        let answer = try await send(.GET, path: path, query: query, body: nil)
         guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
-        let users = try decode([UserBody].self, from: answer, path: "GET \(path)")
+        let users = try decodeUsers(from: answer, path: "GET \(path)")
         var atlassian: [ExistingCloudAccount] = []
         var customers: [ExistingCloudAccount] = []
         for user in users {
@@ -108,13 +118,13 @@ public final class AtlassianCloudSite: CloudSite {
     /// `POST /rest/servicedeskapi/customer?strictConflictStatusCode=true`; on 409, links to the
     /// email's Atlassian account if it has one, else to its customer account.
     public func createCustomer(email: NormalizedEmail, displayName: String) async throws -> AccountProvisioning {
-        let path = "/rest/servicedeskapi/customer"
+        let path = Self.customerPath
         let body = CustomerCreateBody(email: email.value, displayName: displayName)
-        let answer = try await send(.POST, path: path, query: "strictConflictStatusCode=true", body: body)
+        let answer = try await send(.POST, path: path, query: "strictConflictStatusCode=true", body: encoded(body))
         let result: AccountProvisioning
         switch answer.status {
         case 201, 200:
-            let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
+            let user = try decodeUser(from: answer, path: "POST \(path)")
             result = .created(ExistingCloudAccount(accountId: user.accountId, type: .customer))
         case 409:
             let existing = try await accounts(withEmail: email)
@@ -163,13 +173,13 @@ public final class AtlassianCloudSite: CloudSite {
     private func postAtlassianAccount(email: NormalizedEmail, displayName: String) async throws
         -> AccountProvisioning
     {
-        let path = "/rest/api/3/user"
+        let path = Self.userPath
         let result: AccountProvisioning
         let body = UserCreateBody(emailAddress: email.value, displayName: displayName, products: [])
-        let answer = try await send(.POST, path: path, query: nil, body: body)
+        let answer = try await send(.POST, path: path, query: nil, body: encoded(body))
         switch answer.status {
         case 201, 200:
-            let user = try decode(UserBody.self, from: answer, path: "POST \(path)")
+            let user = try decodeUser(from: answer, path: "POST \(path)")
             result = .created(ExistingCloudAccount(accountId: user.accountId, type: .atlassian))
         case 400:
             guard let existing = try await atlassianAccount(withEmail: email) else {
@@ -197,7 +207,8 @@ public final class AtlassianCloudSite: CloudSite {
     /// with that name is looked up with `GET /rest/api/3/group/bulk` and reused.
     public func createGroup(named name: String) async throws -> GroupProvisioning {
         let path = "/rest/api/3/group"
-        let answer = try await send(.POST, path: path, query: nil, body: GroupCreateBody(name: name))
+        let answer = try await send(
+            .POST, path: path, query: nil, body: try encoded(GroupCreateBody(name: name), path: "POST \(path)"))
         switch answer.status {
         case 201, 200:
             let group = try decode(GroupBody.self, from: answer, path: "POST \(path)")
@@ -219,7 +230,7 @@ public final class AtlassianCloudSite: CloudSite {
         let path = "/rest/api/3/group/user"
         let answer = try await send(
             .POST, path: path, query: "groupId=\(Self.percentEncoded(groupId))",
-            body: GroupMemberBody(accountId: accountId))
+            body: try encoded(GroupMemberBody(accountId: accountId), path: "POST \(path)"))
         switch answer.status {
         case 201, 200:
             return .added
@@ -234,7 +245,7 @@ public final class AtlassianCloudSite: CloudSite {
     public func group(named name: String) async throws -> CloudGroup? {
         let path = "/rest/api/3/group/bulk"
         let answer = try await send(
-            .GET, path: path, query: "groupName=\(Self.percentEncoded(name))", body: nil as String?)
+            .GET, path: path, query: "groupName=\(Self.percentEncoded(name))", body: nil)
         guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
         let page = try decode(GroupPageBody.self, from: answer, path: "GET \(path)")
         let match = page.values.first { $0.name.lowercased() == name.lowercased() }
@@ -248,36 +259,30 @@ public final class AtlassianCloudSite: CloudSite {
     struct Answer {
         let status: Int
         let body: ByteBuffer
+        /// The `Retry-After` header, read only from 429 and 503 answers.
+        let retryAfter: String?
     }
 
     /// Sends one request, waiting out 429 and 503 per the retry policy; transport failures are
     /// thrown as retriable errors and counted.
-    private func send<Body: Encodable>(
-        _ method: HTTPMethod,
-        path: String,
-        query: String?,
-        body: Body?
-    ) async throws -> Answer {
-        let label = "\(method.rawValue) \(path)"
-        var request = HTTPClientRequest(url: configuration.baseURL + path + (query.map { "?" + $0 } ?? ""))
+    ///
+    /// Through the `HTTPClientRequest` API: measured against `execute(request:delegate:)` with a
+    /// delegate collecting the answer, it cost the client about 15 us less CPU per creation and the
+    /// site about 20 us less (the delegate path sends the body in a later event-loop turn).
+    private func send(_ method: HTTPMethod, path: String, query: String?, body: ByteBuffer?) async throws -> Answer {
+        var url = configuration.baseURL
+        url.reserveCapacity(url.utf8.count + path.utf8.count + (query?.utf8.count ?? 0) + 1)
+        url += path
+        if let query {
+            url += "?"
+            url += query
+        }
+        var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Authorization", value: authorization)
-        request.headers.add(name: "Accept", value: "application/json")
-        if let body = body as? any HandWrittenJSON {
-            var buffer = ByteBufferAllocator().buffer(capacity: 256)
-            body.writeJSON(to: &buffer)
+        request.headers = baseHeaders
+        if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(buffer)
-        } else if let body {
-            let data: Data
-            do {
-                data = try encoder.encode(body)
-            } catch {
-                throw CloudSiteError(
-                    code: .invalidRequest, host: host, path: label, message: "cannot encode the request: \(error)")
-            }
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: data))
+            request.body = .bytes(body)
         }
         let policy = configuration.retry
         let started = ContinuousClock.now
@@ -286,27 +291,27 @@ public final class AtlassianCloudSite: CloudSite {
             attempt += 1
             metrics.recordRequest()
             let answer: Answer
-            let retryAfterHeader: String?
             do {
                 let response = try await httpClient.execute(request, timeout: TimeAmount(configuration.requestTimeout))
                 let bytes = try await response.body.collect(upTo: configuration.maxResponseBytes)
-                answer = Answer(status: Int(response.status.code), body: bytes)
-                retryAfterHeader = response.headers.first(name: "Retry-After")
+                let status = Int(response.status.code)
+                let retryAfter = status == 429 || status == 503 ? response.headers.first(name: "Retry-After") : nil
+                answer = Answer(status: status, body: bytes, retryAfter: retryAfter)
             } catch let error as CancellationError {
                 throw error
             } catch {
-                let mapped = transportError(error, path: label)
+                let mapped = transportError(error, path: "\(method.rawValue) \(path)")
                 metrics.recordFailure(mapped)
                 throw mapped
             }
             guard answer.status == 429 || answer.status == 503 else { return answer }
             metrics.recordThrottled()
-            let retryAfter = RetryAfter.parse(retryAfterHeader, now: Date().timeIntervalSince1970)
+            let retryAfter = RetryAfter.parse(answer.retryAfter, now: Date().timeIntervalSince1970)
             let delay = policy.delay(afterAttempt: attempt, retryAfter: retryAfter)
             let waited = ContinuousClock.now - started
             guard attempt < policy.maxAttempts, waited + delay <= policy.maxTotalWait else {
                 let error = CloudSiteError(
-                    code: .throttled, status: answer.status, host: host, path: label,
+                    code: .throttled, status: answer.status, host: host, path: "\(method.rawValue) \(path)",
                     message: "still throttled after \(attempt) attempts over \(waited)")
                 metrics.recordFailure(error)
                 throw error
@@ -314,10 +319,41 @@ public final class AtlassianCloudSite: CloudSite {
             logger.debug(
                 "site throttled the request; waiting",
                 metadata: [
-                    "path": "\(label)", "status": "\(answer.status)", "attempt": "\(attempt)", "delay": "\(delay)",
+                    "path": "\(method.rawValue) \(path)", "status": "\(answer.status)", "attempt": "\(attempt)",
+                    "delay": "\(delay)",
                 ])
             try await Task.sleep(for: delay)
         }
+    }
+
+    /// A body the adapter writes itself, as one buffer.
+    private func encoded(_ body: some HandWrittenJSON) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 256)
+        body.writeJSON(to: &buffer)
+        return buffer
+    }
+
+    /// A rarer body, through `JSONEncoder`.
+    private func encoded(_ body: some Encodable, path: String) throws -> ByteBuffer {
+        do {
+            return ByteBuffer(data: try encoder.encode(body))
+        } catch {
+            throw CloudSiteError(
+                code: .invalidRequest, host: host, path: path, message: "cannot encode the request: \(error)")
+        }
+    }
+
+    /// One user: read by ``UserAnswerReader`` when the answer is plain, else by `JSONDecoder`,
+    /// which then gives the same result or the same error as it always has.
+    private func decodeUser(from answer: Answer, path: String) throws -> UserBody {
+        if let user = UserAnswerReader.user(in: answer.body) { return user }
+        return try decode(UserBody.self, from: answer, path: path)
+    }
+
+    /// A search's users, read the same way as ``decodeUser(from:path:)``.
+    private func decodeUsers(from answer: Answer, path: String) throws -> [UserBody] {
+        if let users = UserAnswerReader.users(in: answer.body) { return users }
+        return try decode([UserBody].self, from: answer, path: path)
     }
 
     private func decode<Value: Decodable>(_ type: Value.Type, from answer: Answer, path: String) throws -> Value {
@@ -366,8 +402,14 @@ public final class AtlassianCloudSite: CloudSite {
         return error
     }
 
-    /// Transport failures: all retriable, since the request is idempotent from the worker's view.
+    /// Transport failures: all retriable, since the request is idempotent from the worker's view,
+    /// except an answer over the size limit, which is an unexpected response (the configuration's rule).
     private func transportError(_ error: any Error, path: String) -> CloudSiteError {
+        if error is NIOTooManyBytesError {
+            return CloudSiteError(
+                code: .unexpectedResponse, host: host, path: path,
+                message: "the answer is larger than \(configuration.maxResponseBytes) bytes")
+        }
         if let clientError = error as? HTTPClientError {
             switch clientError {
             case .readTimeout, .deadlineExceeded, .writeTimeout:
@@ -396,23 +438,32 @@ public final class AtlassianCloudSite: CloudSite {
         return String(rest)
     }
 
-    /// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are).
+    /// Percent-encodes a query value (RFC 3986 unreserved characters stay as they are), writing the
+    /// bytes straight into the new string.
     static func percentEncoded(_ value: String) -> String {
-        var result = ""
-        result.reserveCapacity(value.utf8.count)
-        let hex: [Character] = Array("0123456789ABCDEF")
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                UInt8(ascii: "~"):
-                result.append(Character(Unicode.Scalar(byte)))
-            default:
-                result.append("%")
-                result.append(hex[Int(byte >> 4)])
-                result.append(hex[Int(byte & 0x0F)])
+        let utf8 = value.utf8
+        return String(unsafeUninitializedCapacity: utf8.count * 3) { output in
+            var count = 0
+            for byte in utf8 {
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                    UInt8(ascii: "~"):
+                    output[count] = byte
+                    count += 1
+                default:
+                    output[count] = UInt8(ascii: "%")
+                    output[count + 1] = hexDigit(byte >> 4)
+                    output[count + 2] = hexDigit(byte & 0x0F)
+                    count += 3
+                }
             }
+            return count
         }
-        return result
+    }
+
+    /// The upper-case hexadecimal digit of a value below 16.
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
     }
 }

@@ -80,7 +80,7 @@ struct GroupMemberBody: Encodable {
 }
 
 /// A user as the customer and user endpoints return it.
-struct UserBody: Decodable {
+struct UserBody: Decodable, Equatable {
     let accountId: String
     let accountType: String?
     let emailAddress: String?
