@@ -56,6 +56,7 @@ struct GroupBatchProcessor: Sendable {
         result.attempt = attempt
         result.workerID = workerId
         let byName = Dictionary(uniqueKeysWithValues: completions.map { ($0.lowerName, $0) })
+        var rows: [JSMGroupResult] = []
         for group in batch.groups {
             guard let completion = byName[group.lowerName] else { continue }
             var row = JSMGroupResult()
@@ -78,8 +79,9 @@ struct GroupBatchProcessor: Sendable {
                 result.totals.rejected += 1
             }
             if completion.escalationRisk { result.totals.permissionEscalationRisks += 1 }
-            result.results.append(row)
+            rows.append(row)
         }
+        result.results = rows
         let completion = try await ledger.completeGroupBatch(
             migrationId: migrationId, batchId: batchId, groups: completions, result: try result.serializedBytes())
         if completion.replayed {
@@ -106,7 +108,7 @@ struct GroupBatchProcessor: Sendable {
                     lowerName: group.lowerName, outcome: .reused, cloudGroupId: existing.groupId,
                     escalationRisk: true, detail: Self.reuseRisk)
             }
-        } catch let error as CloudSiteError where !error.code.isRetriable {
+        } catch let error as CloudSiteError where error.refusesTheItem {
             logger.warning(
                 "site refused a group",
                 metadata: ["group": "\(group.name)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
@@ -160,6 +162,7 @@ struct MembershipBatchProcessor: Sendable {
         result.attempt = attempt
         result.workerID = workerId
         let byPair = Dictionary(uniqueKeysWithValues: completions.map { ($0.membership, $0) })
+        var rows: [JSMMembershipResult] = []
         for pair in pairs {
             guard let completion = byPair[pair] else { continue }
             var row = JSMMembershipResult()
@@ -189,8 +192,9 @@ struct MembershipBatchProcessor: Sendable {
                 row.outcome = .rejected
                 result.totals.rejected += 1
             }
-            result.results.append(row)
+            rows.append(row)
         }
+        result.results = rows
         let completion = try await ledger.completeMembershipBatch(
             migrationId: migrationId, batchId: batchId, memberships: completions,
             result: try result.serializedBytes())
@@ -226,7 +230,7 @@ struct MembershipBatchProcessor: Sendable {
             case .added: return ended(.added, nil, group: groupId, account: account.accountId)
             case .alreadyMember: return ended(.alreadyMember, nil, group: groupId, account: account.accountId)
             }
-        } catch let error as CloudSiteError where !error.code.isRetriable {
+        } catch let error as CloudSiteError where error.refusesTheItem {
             logger.warning(
                 "site refused a membership",
                 metadata: ["user_key": "\(pair.userKey)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])

@@ -33,7 +33,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
     var concurrency = 4
 
     @Option(help: "Email groups of one batch resolved at the site at once, per delivery.")
-    var siteConcurrency = 32
+    var siteConcurrency = 64
 
     @Option(help: "Identities per batch.")
     var batchSize = 500
