@@ -46,8 +46,9 @@ extension Ledger {
         }
     }
 
-    /// The stored result of a batch that is done, or `nil` while it is not: a worker checks this
-    /// before calling the site, so a redelivered batch is answered without a second cloud call.
+    /// The stored result of a batch that is done (or discarded by an operator), or `nil` while it
+    /// is not: a worker checks this before calling the site, so a redelivered batch is answered
+    /// without a second cloud call.
     public func completedResult(migrationId: String, batchId: String) async throws(LedgerError) -> [UInt8]? {
         let operation = "completedResult"
         return try await database.transaction(operation, readOnly: true) { session in
@@ -56,7 +57,8 @@ extension Ledger {
                     "SELECT state, result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
                     [.text(migrationId), .text(batchId)])
             else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
-            guard try row.text(0) == BatchState.done.rawValue else { return nil }
+            let state = try row.text(0)
+            guard state == BatchState.done.rawValue || state == BatchState.discarded.rawValue else { return nil }
             return row.optionalBytes(1) ?? []
         }
     }
@@ -138,7 +140,8 @@ extension Ledger {
     ///   `constraintViolation` for an impossible row (e.g. `created` without an account); in both
     ///   cases nothing is written.
     public func completeBatch(
-        migrationId: String, batchId: String, mappings: [IdentityMapping], result: [UInt8]
+        migrationId: String, batchId: String, mappings: [IdentityMapping], result: [UInt8],
+        as ending: BatchEnding = .done
     ) async throws(LedgerError) -> BatchCompletion {
         let operation = "completeBatch"
         guard Set(mappings.map(\.userKey)).count == mappings.count else {
@@ -154,8 +157,9 @@ extension Ledger {
             else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
             let siteId = try site.text(0)
             let identityCount: Int64
-            switch try await Ledger.markBatchDone(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, operation: operation)
+            switch try await Ledger.markBatchEnded(
+                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
+                operation: operation)
             {
             case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
             case .claimed(let count): identityCount = count
@@ -222,36 +226,52 @@ extension Ledger {
         }
     }
 
-    /// How ``markBatchDone(_:migrationId:batchId:result:now:operation:)`` found the batch.
+    /// How ``markBatchEnded(_:migrationId:batchId:result:now:ending:operation:)`` found the batch.
     enum BatchDoneClaim {
-        /// This transaction marked it done; it holds this many items.
+        /// This transaction ended it; it holds this many items.
         case claimed(Int64)
-        /// It was done already; its stored result.
+        /// It was done (or discarded) already; its stored result.
         case replay([UInt8])
     }
 
-    /// The first step of every batch completion: marks a batch that is not done as done with its
-    /// result (locking its row, so a concurrent completion of the same batch waits, then finds it
-    /// done), or returns the stored result of a batch that is done.
-    static func markBatchDone(
+    /// The first step of every batch completion: marks a pending or parked batch done (or, for an
+    /// operator's discard, a parked batch discarded) with its result, locking its row, so a
+    /// concurrent completion of the same batch waits, then finds it ended; or returns the stored
+    /// result of a batch that has ended. A discard of a batch that is not parked is refused,
+    /// naming its state.
+    static func markBatchEnded(
         _ session: any LedgerSession, migrationId: String, batchId: String, result: [UInt8], now: Int64,
-        operation: String
+        ending: BatchEnding, operation: String
     ) async throws -> BatchDoneClaim {
+        let eligible: [BatchState] = ending == .done ? [.pending, .parked] : [.parked]
+        let list = eligible.enumerated().map { "$\($0.offset + 6)" }.joined(separator: ", ")
         let claimed = try await session.query(
             """
-            UPDATE ledger_batches SET state = 'done', attempts = attempts + 1, completed_at_ms = $3,
+            UPDATE ledger_batches SET state = $5, attempts = attempts + 1, completed_at_ms = $3,
                 first_attempt_at_ms = COALESCE(first_attempt_at_ms, $3), last_attempt_at_ms = $3,
-                last_error = NULL, result = $4
-            WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
+                last_error = CASE WHEN $5 = 'discarded' THEN last_error ELSE NULL END, result = $4
+            WHERE migration_id = $1 AND batch_id = $2 AND state IN (\(list))
             RETURNING identity_count
-            """, [.text(migrationId), .text(batchId), .int(now), .bytes(result)])
+            """,
+            [.text(migrationId), .text(batchId), .int(now), .bytes(result), .text(ending.state.rawValue)]
+                + eligible.map { .text($0.rawValue) })
         if let batch = claimed.first { return .claimed(try batch.int(0)) }
         guard
             let stored = try await session.first(
-                "SELECT result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
+                "SELECT state, result FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
                 [.text(migrationId), .text(batchId)])
         else { throw LedgerError(.notFound, operation: operation, "no batch \(batchId) in \(migrationId)") }
-        return .replay(stored.optionalBytes(0) ?? [])
+        let state = try stored.text(0)
+        if ending == .discarded {
+            let why =
+                switch BatchState(rawValue: state) {
+                case .discarded: "is already discarded"
+                case .done: "is done: there is nothing to discard"
+                default: "is \(state), not parked: only a parked batch can be discarded"
+                }
+            throw LedgerError(.invalidRequest, operation: operation, "batch \(batchId) of \(migrationId) \(why)")
+        }
+        return .replay(stored.optionalBytes(1) ?? [])
     }
 
     /// Records a failed attempt at a batch that is not done: attempts + 1, the error (one line,
@@ -268,7 +288,7 @@ extension Ledger {
                 """
                 UPDATE ledger_batches SET attempts = attempts + 1, last_error = $3,
                     first_attempt_at_ms = COALESCE(first_attempt_at_ms, $4), last_attempt_at_ms = $4
-                WHERE migration_id = $1 AND batch_id = $2 AND state <> 'done'
+                WHERE migration_id = $1 AND batch_id = $2 AND state IN ('pending', 'parked')
                 """, [.text(migrationId), .text(batchId), .text(line), .int(now)])
             return try await Ledger.requireBatch(session, migrationId, batchId, operation: operation)
         }
@@ -281,19 +301,57 @@ extension Ledger {
             "parkBatch", migrationId, batchId, to: .parked, from: [.pending], error: Ledger.oneLine(error))
     }
 
-    /// Discards a pending or parked batch on an operator's order; its identities stay unaccounted
-    /// for, so the migration ends incomplete. Returns whether it moved.
-    @discardableResult
-    public func discardBatch(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
-        try await moveBatch(
-            "discardBatch", migrationId, batchId, to: .discarded, from: [.pending, .parked], error: nil)
+    /// Puts a parked batch back to pending and forgets its publication, in one transaction, so the
+    /// next publishing pass (the aggregator's) sends it again; a migration that ended `incomplete`
+    /// because of it is `running` again. Interrupted half way, either all of it happened or none.
+    ///
+    /// - Throws: `notFound` for an unknown batch, `invalidRequest` naming the state of a batch that
+    ///   is not parked (a discarded batch stays discarded: its identities are decided).
+    public func retryBatch(migrationId: String, batchId: String) async throws(LedgerError) {
+        let operation = "retryBatch"
+        let now = self.now()
+        try await database.transaction(operation) { session in
+            let moved = try await session.query(
+                """
+                UPDATE ledger_batches SET state = 'pending', published_at_ms = NULL
+                WHERE migration_id = $1 AND batch_id = $2 AND state = 'parked' RETURNING batch_id
+                """, [.text(migrationId), .text(batchId)])
+            guard moved.isEmpty else {
+                try await session.execute(
+                    """
+                    UPDATE ledger_migrations SET state = 'running', updated_at_ms = $2
+                    WHERE migration_id = $1 AND state = 'incomplete'
+                    """, [.text(migrationId), .int(now)])
+                return
+            }
+            let batch = try await Ledger.requireBatch(session, migrationId, batchId, operation: operation)
+            throw LedgerError(
+                .invalidRequest, operation: operation,
+                "batch \(batchId) of \(migrationId) is \(batch.state.rawValue), not parked: there is nothing to retry")
+        }
     }
 
-    /// Puts a parked or discarded batch back to pending for `failed retry`; returns whether it moved.
+    /// Puts a parked or discarded batch back to pending without touching its publication (tests of
+    /// the ledger's states; operators use ``retryBatch(migrationId:batchId:)``).
     @discardableResult
-    public func requeueBatch(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
+    func requeueBatch(migrationId: String, batchId: String) async throws(LedgerError) -> Bool {
         try await moveBatch(
             "requeueBatch", migrationId, batchId, to: .pending, from: [.parked, .discarded], error: nil)
+    }
+
+    /// Parked and discarded batches of a migration, every method, by method then sequence: what
+    /// `failed list` groups by error.
+    public func failedBatches(migrationId: String, limit: Int = 100_000) async throws(LedgerError) -> [LedgerBatch] {
+        let operation = "failedBatches"
+        return try await database.transaction(operation, readOnly: true) { session in
+            try await Ledger.requireMigration(session, migrationId, operation: operation)
+            return try await session.query(
+                """
+                SELECT \(Ledger.batchColumns) FROM ledger_batches
+                WHERE migration_id = $1 AND state IN ('parked', 'discarded') ORDER BY method, sequence LIMIT $2
+                """, [.text(migrationId), .int(Int64(limit))]
+            ).map { row throws in try Ledger.batch(row, operation: operation) }
+        }
     }
 
     private func moveBatch(

@@ -214,7 +214,8 @@ extension Ledger {
     /// outcome, the batch's state `done` and its stored result. Idempotent like
     /// ``completeBatch(migrationId:batchId:mappings:result:)``.
     public func completeGroupBatch(
-        migrationId: String, batchId: String, groups: [GroupCompletion], result: [UInt8]
+        migrationId: String, batchId: String, groups: [GroupCompletion], result: [UInt8],
+        as ending: BatchEnding = .done
     ) async throws(LedgerError) -> BatchCompletion {
         let operation = "completeGroupBatch"
         guard Set(groups.map(\.lowerName)).count == groups.count else {
@@ -224,8 +225,9 @@ extension Ledger {
         let now = self.now()
         return try await database.transaction(operation) { session in
             let siteId = try await Ledger.siteId(session, migrationId, operation: operation)
-            switch try await Ledger.markBatchDone(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, operation: operation)
+            switch try await Ledger.markBatchEnded(
+                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
+                operation: operation)
             {
             case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
             case .claimed(let count):
@@ -284,7 +286,8 @@ extension Ledger {
     /// Completes a membership batch in ONE transaction: the per-site membership rows of pairs now
     /// on the site, each pair's outcome, the batch's state `done` and its stored result. Idempotent.
     public func completeMembershipBatch(
-        migrationId: String, batchId: String, memberships: [MembershipCompletion], result: [UInt8]
+        migrationId: String, batchId: String, memberships: [MembershipCompletion], result: [UInt8],
+        as ending: BatchEnding = .done
     ) async throws(LedgerError) -> BatchCompletion {
         let operation = "completeMembershipBatch"
         guard Set(memberships.map(\.membership)).count == memberships.count else {
@@ -296,8 +299,9 @@ extension Ledger {
         let now = self.now()
         return try await database.transaction(operation) { session in
             let siteId = try await Ledger.siteId(session, migrationId, operation: operation)
-            switch try await Ledger.markBatchDone(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, operation: operation)
+            switch try await Ledger.markBatchEnded(
+                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
+                operation: operation)
             {
             case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
             case .claimed(let count):

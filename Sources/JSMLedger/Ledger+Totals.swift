@@ -50,7 +50,8 @@ extension Ledger {
         }
     }
 
-    /// Names what keeps the invariant from holding: batches not done, undecided identities with
+    /// Names what keeps the invariant from holding: batches not ended (neither done nor discarded
+    /// by an operator), undecided identities with
     /// the batch they wait in, decided identities without a mapping row; each list at most `limit`.
     public func missingWork(migrationId: String, limit: Int = 100) async throws(LedgerError) -> MissingWork {
         let operation = "missingWork"
@@ -59,7 +60,7 @@ extension Ledger {
             let batches = try await session.query(
                 """
                 SELECT \(Ledger.batchColumns) FROM ledger_batches
-                WHERE migration_id = $1 AND state <> 'done' ORDER BY method, sequence LIMIT $2
+                WHERE migration_id = $1 AND state NOT IN ('done', 'discarded') ORDER BY method, sequence LIMIT $2
                 """, [.text(migrationId), .int(Int64(limit))]
             ).map { row throws in try Ledger.batch(row, operation: operation) }
             let undecided = try await session.query(

@@ -69,6 +69,10 @@ public struct LocalWorld: Sendable {
     public let workers: WorkerProcesses
     /// The folder of the run.
     public let directory: String
+    /// The environment the worker processes run with (broker URL and credentials).
+    public let environment: [String: String]
+    /// The site token's file, as workers are given it.
+    public var tokenPath: String { (directory as NSString).appendingPathComponent("site-token") }
 
     /// Builds the world, runs `body`, and tears everything down (workers first, with SIGTERM).
     public static func run<T: Sendable>(
@@ -102,16 +106,15 @@ public struct LocalWorld: Sendable {
                 let workers = try WorkerProcesses.spawn(
                     executable: configuration.executable, count: configuration.workers,
                     arguments: { index in
-                        [
-                            "worker", "--source", source.description, "--ledger", ledgerLocation.description,
-                            "--site-url", site.url, "--site-token-file", tokenPath, "--site-id", siteLocation.siteId,
-                            "--worker-id", "worker-\(index + 1)", "--concurrency", "\(configuration.workerConcurrency)",
-                            "--log-level", "warning",
-                        ] + configuration.workerArguments
+                        workerArguments(
+                            source: source, ledger: ledgerLocation, siteURL: site.url, tokenPath: tokenPath,
+                            siteId: siteLocation.siteId, workerId: "worker-\(index + 1)",
+                            concurrency: configuration.workerConcurrency) + configuration.workerArguments
                     }, environment: configuration.environment, logDirectory: directory)
                 let world = LocalWorld(
                     sample: sample, source: source, site: site, siteLocation: siteLocation, ledger: ledger,
-                    ledgerLocation: ledgerLocation, workers: workers, directory: directory)
+                    ledgerLocation: ledgerLocation, workers: workers, directory: directory,
+                    environment: configuration.environment)
                 do {
                     let result = try await body(world)
                     await workers.terminate()
@@ -122,6 +125,34 @@ public struct LocalWorld: Sendable {
                 }
             }
         }
+    }
+
+    /// The `jsm-migrate worker` arguments of a worker of this world.
+    static func workerArguments(
+        source: SourceLocation, ledger: LedgerLocation, siteURL: String, tokenPath: String, siteId: String,
+        workerId: String, concurrency: Int
+    ) -> [String] {
+        [
+            "worker", "--source", source.description, "--ledger", ledger.description, "--site-url", siteURL,
+            "--site-token-file", tokenPath, "--site-id", siteId, "--worker-id", workerId,
+            "--concurrency", "\(concurrency)", "--log-level", "warning",
+        ]
+    }
+
+    /// Starts more worker processes over this world (the caller terminates them), optionally
+    /// configured for another site id (a misconfigured fleet, in tests).
+    public func spawnWorkers(
+        _ count: Int, executable: URL, siteId: String? = nil, namePrefix: String = "extra",
+        extraArguments: [String] = []
+    ) throws -> WorkerProcesses {
+        try WorkerProcesses.spawn(
+            executable: executable, count: count,
+            arguments: { index in
+                Self.workerArguments(
+                    source: source, ledger: ledgerLocation, siteURL: site.url, tokenPath: tokenPath,
+                    siteId: siteId ?? siteLocation.siteId, workerId: "\(namePrefix)-\(index + 1)", concurrency: 2)
+                    + extraArguments
+            }, environment: environment, logDirectory: directory, logName: namePrefix)
     }
 
     /// Starts a migration, aggregates it in this process until it finishes, and returns the
@@ -145,7 +176,8 @@ public struct LocalWorld: Sendable {
                 let deadline = ContinuousClock.now + timeout
                 while ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(500))
-                    if workers.exited.count == workers.processIdentifiers.count {
+                    // A world may run without workers of its own (the caller spawns them).
+                    if !workers.processIdentifiers.isEmpty, workers.exited.count == workers.processIdentifiers.count {
                         throw LocalRunError("every worker process exited; see worker-*.log")
                     }
                 }

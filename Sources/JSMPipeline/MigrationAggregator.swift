@@ -368,17 +368,23 @@ public actor MigrationAggregator {
         }
         guard seeded.insert(migrationId).inserted || force else { return }
         for method in LedgerBatch.allMethods {
-            var after: Int64 = -1
-            // Bounded: each page moves `after` forward or ends the loop.
-            for _ in 0..<1_000_000 {
-                let page = try await ledger.batches(
-                    migrationId: migrationId, state: .done, method: method, afterSequence: after, limit: 500)
-                guard let last = page.last else { break }
-                after = last.sequence
-                for batch in page where !(tallies[migrationId]?.batches.contains(batch.batchId) ?? false) {
-                    if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batch.batchId) {
-                        try tallies[migrationId, default: ReplyTally()].add(stored: stored, method: method)
-                    }
+            try await seed(migrationId, method: method, state: .done)
+            try await seed(migrationId, method: method, state: .discarded)
+        }
+    }
+
+    /// Counts the stored results of one method's batches in one state that no reply counted yet.
+    private func seed(_ migrationId: String, method: String, state: BatchState) async throws {
+        var after: Int64 = -1
+        // Bounded: each page moves `after` forward or ends the loop.
+        for _ in 0..<1_000_000 {
+            let page = try await ledger.batches(
+                migrationId: migrationId, state: state, method: method, afterSequence: after, limit: 500)
+            guard let last = page.last else { break }
+            after = last.sequence
+            for batch in page where !(tallies[migrationId]?.batches.contains(batch.batchId) ?? false) {
+                if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batch.batchId) {
+                    try tallies[migrationId, default: ReplyTally()].add(stored: stored, method: method)
                 }
             }
         }
@@ -391,7 +397,7 @@ public actor MigrationAggregator {
         let states = try await ledger.batchStateCounts(migrationId: migration.id, method: nil)
         guard states[.pending, default: 0] == 0 else { return }
         // The ledger commits before the reply is sent: wait a little for the last replies.
-        if tallies[migration.id]?.batches.count ?? 0 < states[.done, default: 0] {
+        if tallies[migration.id]?.batches.count ?? 0 < states[.done, default: 0] + states[.discarded, default: 0] {
             let since = awaitingReplies[migration.id] ?? .now
             awaitingReplies[migration.id] = since
             guard since.duration(to: .now) >= replyGrace else { return }

@@ -18,13 +18,19 @@ public struct WorkerConfiguration: Sendable, Hashable {
     public var siteConcurrency: Int
     /// Attempts (first delivery included) before a failing message is parked as `retries-exhausted`.
     public var maxAttempts: Int
+    /// The site this worker's adapter talks to; a batch for another site is parked (proto-docs),
+    /// never sent to the wrong site. `nil` accepts every site (tests of pure processing).
+    public var siteId: String?
 
     /// Creates a configuration with production defaults.
-    public init(workerId: String, concurrency: Int = 4, siteConcurrency: Int = 32, maxAttempts: Int = 5) {
+    public init(
+        workerId: String, concurrency: Int = 4, siteConcurrency: Int = 32, maxAttempts: Int = 5, siteId: String? = nil
+    ) {
         self.workerId = workerId
         self.concurrency = concurrency
         self.siteConcurrency = siteConcurrency
         self.maxAttempts = maxAttempts
+        self.siteId = siteId
     }
 }
 
@@ -128,6 +134,7 @@ public struct MigrationWorker: Sendable {
                 let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
                 header = batch.header
                 try Self.checkHeader(batch.header, delivery)
+                try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.identities.process(batch, attempt: UInt32(clamping: attempt))
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
@@ -135,6 +142,7 @@ public struct MigrationWorker: Sendable {
                 let batch = try RPCEnvelope.decode(JSMGroupBatch.self, from: delivery)
                 header = batch.header
                 try Self.checkHeader(batch.header, delivery)
+                try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.groups.process(batch, attempt: UInt32(clamping: attempt))
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
@@ -142,6 +150,7 @@ public struct MigrationWorker: Sendable {
                 let batch = try RPCEnvelope.decode(JSMMembershipBatch.self, from: delivery)
                 header = batch.header
                 try Self.checkHeader(batch.header, delivery)
+                try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.memberships.process(batch, attempt: UInt32(clamping: attempt))
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
@@ -187,6 +196,15 @@ public struct MigrationWorker: Sendable {
                 reason: .invalidMessage,
                 detail: "header migration '\(header.migrationID)' batch '\(header.batchID)' does not match the message")
         }
+    }
+
+    /// A batch names the site it migrates to; this worker's adapter talks to one site, so a batch
+    /// for another one is parked, never sent to the wrong site.
+    func checkSite(_ target: String, _ header: JSMMessageHeader) throws(RPCEnvelope.Unusable) {
+        guard let siteId = configuration.siteId, !target.isEmpty, target != siteId else { return }
+        throw RPCEnvelope.Unusable(
+            reason: .invalidMessage,
+            detail: "batch \(header.batchID) migrates to site '\(target)', but this worker serves site '\(siteId)'")
     }
 
     private func park(

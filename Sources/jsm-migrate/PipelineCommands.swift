@@ -155,7 +155,7 @@ struct WorkerCommand: AsyncParsableCommand {
                             ledger: ledger, source: jira, site: cloud,
                             configuration: WorkerConfiguration(
                                 workerId: id, concurrency: concurrency, siteConcurrency: site.siteConcurrency,
-                                maxAttempts: maxAttempts),
+                                maxAttempts: maxAttempts, siteId: siteLocation.siteId),
                             logger: logger)
                         try await untilTerminated { try await worker.run(connection: connection) }
                     }

@@ -185,6 +185,45 @@ enum EndToEnd {
 }
 
 /// A harness failure, naming what was wrong.
+extension EndToEnd {
+    /// What a `jsm-migrate` run printed and how it ended.
+    struct CommandResult: Sendable {
+        let status: Int32
+        let output: String
+        let error: String
+    }
+
+    /// Runs the built `jsm-migrate` with `arguments` (at most 60 s), capturing both streams.
+    static func runCommand(_ arguments: [String], environment: [String: String]) async throws -> CommandResult {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = self.environment.merging(environment) { _, new in new }
+        let folder = FileManager.default.temporaryDirectory
+        let outputFile = folder.appendingPathComponent("cmd-out-\(UUID().uuidString)")
+        let errorFile = folder.appendingPathComponent("cmd-err-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outputFile)
+            try? FileManager.default.removeItem(at: errorFile)
+        }
+        let output = try FileHandle(forWritingTo: outputFile)
+        let error = try FileHandle(forWritingTo: errorFile)
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        for _ in 0..<1_200 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        try output.close()
+        try error.close()
+        return CommandResult(
+            status: process.terminationStatus, output: try String(contentsOf: outputFile, encoding: .utf8),
+            error: try String(contentsOf: errorFile, encoding: .utf8))
+    }
+}
+
 struct HarnessFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

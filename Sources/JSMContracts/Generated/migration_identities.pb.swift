@@ -294,6 +294,10 @@ public nonisolated enum JSMRejectionReason: SwiftProtobuf.Enum, Swift.CaseIterab
   /// The site refused the account with a non-retriable error (a 4xx other
   /// than 409/429); detail holds the site's message.
   case siteRefused // = 5
+
+  /// The identity's batch was parked and an operator discarded it
+  /// (`jsm-migrate failed discard`): no account was made; detail says so.
+  case discarded // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -308,6 +312,7 @@ public nonisolated enum JSMRejectionReason: SwiftProtobuf.Enum, Swift.CaseIterab
     case 3: self = .emailLocalPartTooLong
     case 4: self = .duplicateEmail
     case 5: self = .siteRefused
+    case 6: self = .discarded
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -320,6 +325,7 @@ public nonisolated enum JSMRejectionReason: SwiftProtobuf.Enum, Swift.CaseIterab
     case .emailLocalPartTooLong: return 3
     case .duplicateEmail: return 4
     case .siteRefused: return 5
+    case .discarded: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -332,6 +338,7 @@ public nonisolated enum JSMRejectionReason: SwiftProtobuf.Enum, Swift.CaseIterab
     .emailLocalPartTooLong,
     .duplicateEmail,
     .siteRefused,
+    .discarded,
   ]
 
 }
@@ -613,7 +620,7 @@ nonisolated extension JSMOutcomeFlag: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension JSMRejectionReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REJECTION_REASON_UNSPECIFIED\0\u{1}REJECTION_REASON_MISSING_EMAIL\0\u{1}REJECTION_REASON_INVALID_EMAIL\0\u{1}REJECTION_REASON_EMAIL_LOCAL_PART_TOO_LONG\0\u{1}REJECTION_REASON_DUPLICATE_EMAIL\0\u{1}REJECTION_REASON_SITE_REFUSED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REJECTION_REASON_UNSPECIFIED\0\u{1}REJECTION_REASON_MISSING_EMAIL\0\u{1}REJECTION_REASON_INVALID_EMAIL\0\u{1}REJECTION_REASON_EMAIL_LOCAL_PART_TOO_LONG\0\u{1}REJECTION_REASON_DUPLICATE_EMAIL\0\u{1}REJECTION_REASON_SITE_REFUSED\0\u{1}REJECTION_REASON_DISCARDED\0")
 }
 
 nonisolated extension JSMIdentity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -257,3 +257,14 @@ public struct MembershipScopeRecord: Sendable, Hashable {
     /// Its outcome, once decided.
     public let outcome: MembershipOutcomeKind?
 }
+
+/// How a completion ends its batch.
+public enum BatchEnding: Sendable, Hashable {
+    /// A worker did the work (from pending or parked).
+    case done
+    /// An operator discarded the parked batch; its items are recorded as rejected.
+    case discarded
+
+    /// The batch state it leaves.
+    var state: BatchState { self == .done ? .done : .discarded }
+}
