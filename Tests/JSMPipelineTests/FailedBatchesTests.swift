@@ -72,10 +72,10 @@ extension EndToEndTests {
             }
             await healthy.terminate()
             let finished = try #require(verdict, "the aggregator did not finish the migration in time")
-            #expect(
-                finished.reconciled && finished.repliesMatchLedger,
+            let diagnosis =
                 "invariant \(finished.totals.invariantHolds), replies \(finished.repliesMatchLedger), "
-                    + "missing \(finished.missing)")
+                + "missing \(finished.missing)"
+            #expect(finished.reconciled && finished.repliesMatchLedger, "\(diagnosis)")
             #expect(finished.batchStates[.discarded] == 1 && finished.batchStates[.parked] == 0)
             #expect(finished.state == .incomplete)  // the discarded identities are rejected
             let content = try await world.ledger.loadIdentityBatch(migrationId: "fail", batchId: discarded.batchId)
