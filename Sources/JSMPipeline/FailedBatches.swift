@@ -138,10 +138,7 @@ public enum FailedBatches {
         _ ledger: Ledger, _ batch: LedgerBatch, header: JSMMessageHeader, workerId: String
     ) async throws -> JSMBatchResult {
         let content = try await ledger.loadIdentityBatch(migrationId: batch.migrationId, batchId: batch.batchId)
-        var result = JSMBatchResult()
-        result.header = header
-        result.attempt = UInt32(clamping: batch.attempts + 1)
-        result.workerID = workerId
+        var result = JSMBatchResult(header: header, attempt: UInt32(clamping: batch.attempts + 1), workerId: workerId)
         var mappings: [IdentityMapping] = []
         var rows: [JSMIdentityResult] = []
         for identity in content.identities {
@@ -167,64 +164,40 @@ public enum FailedBatches {
         let completion = try await ledger.completeBatch(
             migrationId: batch.migrationId, batchId: batch.batchId, mappings: mappings,
             result: try result.serializedBytes(), as: .discarded)
-        return completion.replayed ? try JSMBatchResult(serializedBytes: completion.result) : result
+        return try result.settled(by: completion)
     }
 
     private static func discardGroups(
         _ ledger: Ledger, _ batch: LedgerBatch, header: JSMMessageHeader, workerId: String
     ) async throws -> JSMGroupBatchResult {
         let content = try await ledger.loadGroupBatch(migrationId: batch.migrationId, batchId: batch.batchId)
-        var result = JSMGroupBatchResult()
-        result.header = header
-        result.attempt = UInt32(clamping: batch.attempts + 1)
-        result.workerID = workerId
-        var rows: [JSMGroupResult] = []
-        for group in content.groups {
-            var row = JSMGroupResult()
-            row.lowerName = group.lowerName
-            row.outcome = .rejected
-            row.detail = discardDetail
-            rows.append(row)
-            result.totals.rejected += 1
-        }
-        result.results = rows
         let completions = content.groups.map {
             GroupCompletion(
                 lowerName: $0.lowerName, outcome: .rejected, cloudGroupId: nil, escalationRisk: false,
                 detail: discardDetail)
         }
+        let result = JSMGroupBatchResult(
+            header: header, attempt: UInt32(clamping: batch.attempts + 1), workerId: workerId, groups: completions)
         let completion = try await ledger.completeGroupBatch(
             migrationId: batch.migrationId, batchId: batch.batchId, groups: completions,
             result: try result.serializedBytes(), as: .discarded)
-        return completion.replayed ? try JSMGroupBatchResult(serializedBytes: completion.result) : result
+        return try result.settled(by: completion)
     }
 
     private static func discardMemberships(
         _ ledger: Ledger, _ batch: LedgerBatch, header: JSMMessageHeader, workerId: String
     ) async throws -> JSMMembershipBatchResult {
         let content = try await ledger.loadMembershipBatch(migrationId: batch.migrationId, batchId: batch.batchId)
-        var result = JSMMembershipBatchResult()
-        result.header = header
-        result.attempt = UInt32(clamping: batch.attempts + 1)
-        result.workerID = workerId
-        var rows: [JSMMembershipResult] = []
-        for pair in content.memberships {
-            var row = JSMMembershipResult()
-            row.groupLowerName = pair.lowerName
-            row.memberUserKey = pair.userKey
-            row.outcome = .rejected
-            row.detail = discardDetail
-            rows.append(row)
-            result.totals.rejected += 1
-        }
-        result.results = rows
         let completions = content.memberships.map {
             MembershipCompletion(
                 membership: $0, outcome: .rejected, cloudGroupId: nil, cloudAccountId: nil, detail: discardDetail)
         }
+        let result = JSMMembershipBatchResult(
+            header: header, attempt: UInt32(clamping: batch.attempts + 1), workerId: workerId,
+            memberships: completions)
         let completion = try await ledger.completeMembershipBatch(
             migrationId: batch.migrationId, batchId: batch.batchId, memberships: completions,
             result: try result.serializedBytes(), as: .discarded)
-        return completion.replayed ? try JSMMembershipBatchResult(serializedBytes: completion.result) : result
+        return try result.settled(by: completion)
     }
 }

@@ -26,11 +26,7 @@ struct GroupBatchProcessor: Sendable {
         let migrationId = batch.header.migrationID
         let batchId = batch.header.batchID
         if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batchId) {
-            var result = try JSMGroupBatchResult(serializedBytes: stored)
-            result.replayed = true
-            result.attempt = attempt
-            result.workerID = workerId
-            return result
+            return try .replay(stored, attempt: attempt, workerId: workerId)
         }
         guard !batch.targetSiteID.isEmpty else {
             throw RPCEnvelope.Unusable(reason: .invalidMessage, detail: "batch \(batchId) names no target site")
@@ -43,7 +39,7 @@ struct GroupBatchProcessor: Sendable {
         }
         let prior = try await ledger.priorGroupMappings(
             siteId: batch.targetSiteID, lowerNames: batch.groups.map(\.lowerName))
-        let completions = try await batch.groups.boundedConcurrentMap(limit: siteConcurrency) { group in
+        let ended = try await batch.groups.boundedConcurrentMap(limit: siteConcurrency) { group in
             if let groupId = prior[group.lowerName] {
                 return GroupCompletion(
                     lowerName: group.lowerName, outcome: .alreadyMigrated, cloudGroupId: groupId,
@@ -51,45 +47,14 @@ struct GroupBatchProcessor: Sendable {
             }
             return try await provision(group)
         }
-        var result = JSMGroupBatchResult()
-        result.header = batch.header
-        result.attempt = attempt
-        result.workerID = workerId
-        let byName = Dictionary(uniqueKeysWithValues: completions.map { ($0.lowerName, $0) })
-        var rows: [JSMGroupResult] = []
-        for group in batch.groups {
-            guard let completion = byName[group.lowerName] else { continue }
-            var row = JSMGroupResult()
-            row.lowerName = completion.lowerName
-            row.cloudGroupID = completion.cloudGroupId ?? ""
-            row.permissionEscalationRisk = completion.escalationRisk
-            row.detail = completion.detail ?? ""
-            switch completion.outcome {
-            case .created:
-                row.outcome = .created
-                result.totals.created += 1
-            case .reused:
-                row.outcome = .reused
-                result.totals.reused += 1
-            case .alreadyMigrated:
-                row.outcome = .alreadyMigrated
-                result.totals.alreadyMigrated += 1
-            case .rejected:
-                row.outcome = .rejected
-                result.totals.rejected += 1
-            }
-            if completion.escalationRisk { result.totals.permissionEscalationRisks += 1 }
-            rows.append(row)
-        }
-        result.results = rows
+        // Replies list the groups in the request's order.
+        let byName = Dictionary(uniqueKeysWithValues: ended.map { ($0.lowerName, $0) })
+        let completions = batch.groups.compactMap { byName[$0.lowerName] }
+        let result = JSMGroupBatchResult(
+            header: batch.header, attempt: attempt, workerId: workerId, groups: completions)
         let completion = try await ledger.completeGroupBatch(
             migrationId: migrationId, batchId: batchId, groups: completions, result: try result.serializedBytes())
-        if completion.replayed {
-            var stored = try JSMGroupBatchResult(serializedBytes: completion.result)
-            stored.replayed = true
-            return stored
-        }
-        return result
+        return try result.settled(by: completion)
     }
 
     /// Creates the group, or reuses the site's group of that name; a refusal is a rejected group.
@@ -135,11 +100,7 @@ struct MembershipBatchProcessor: Sendable {
         let migrationId = batch.header.migrationID
         let batchId = batch.header.batchID
         if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batchId) {
-            var result = try JSMMembershipBatchResult(serializedBytes: stored)
-            result.replayed = true
-            result.attempt = attempt
-            result.workerID = workerId
-            return result
+            return try .replay(stored, attempt: attempt, workerId: workerId)
         }
         guard !batch.targetSiteID.isEmpty else {
             throw RPCEnvelope.Unusable(reason: .invalidMessage, detail: "batch \(batchId) names no target site")
@@ -154,56 +115,18 @@ struct MembershipBatchProcessor: Sendable {
                 detail: "batch \(batchId): a membership has no group or member, or appears twice")
         }
         let targets = try await ledger.membershipTargets(siteId: batch.targetSiteID, memberships: pairs)
-        let completions = try await pairs.boundedConcurrentMap(limit: siteConcurrency) { pair in
+        let ended = try await pairs.boundedConcurrentMap(limit: siteConcurrency) { pair in
             try await settle(pair, targets: targets)
         }
-        var result = JSMMembershipBatchResult()
-        result.header = batch.header
-        result.attempt = attempt
-        result.workerID = workerId
-        let byPair = Dictionary(uniqueKeysWithValues: completions.map { ($0.membership, $0) })
-        var rows: [JSMMembershipResult] = []
-        for pair in pairs {
-            guard let completion = byPair[pair] else { continue }
-            var row = JSMMembershipResult()
-            row.groupLowerName = pair.lowerName
-            row.memberUserKey = pair.userKey
-            row.detail = completion.detail ?? ""
-            switch completion.outcome {
-            case .added:
-                row.outcome = .added
-                result.totals.added += 1
-            case .alreadyMember:
-                row.outcome = .alreadyMember
-                result.totals.alreadyMember += 1
-            case .alreadyMigrated:
-                row.outcome = .alreadyMigrated
-                result.totals.alreadyMigrated += 1
-            case .skippedNoAccount:
-                row.outcome = .skippedNoAccount
-                result.totals.skipped += 1
-            case .skippedCustomerAccount:
-                row.outcome = .skippedCustomerAccount
-                result.totals.skipped += 1
-            case .skippedNoGroup:
-                row.outcome = .skippedNoGroup
-                result.totals.skipped += 1
-            case .rejected:
-                row.outcome = .rejected
-                result.totals.rejected += 1
-            }
-            rows.append(row)
-        }
-        result.results = rows
+        // Replies list the memberships in the request's order.
+        let byPair = Dictionary(uniqueKeysWithValues: ended.map { ($0.membership, $0) })
+        let completions = pairs.compactMap { byPair[$0] }
+        let result = JSMMembershipBatchResult(
+            header: batch.header, attempt: attempt, workerId: workerId, memberships: completions)
         let completion = try await ledger.completeMembershipBatch(
             migrationId: migrationId, batchId: batchId, memberships: completions,
             result: try result.serializedBytes())
-        if completion.replayed {
-            var stored = try JSMMembershipBatchResult(serializedBytes: completion.result)
-            stored.replayed = true
-            return stored
-        }
-        return result
+        return try result.settled(by: completion)
     }
 
     /// One pair's end: recorded before, skipped for want of a group or an Atlassian account, or

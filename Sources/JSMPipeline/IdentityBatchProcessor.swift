@@ -50,7 +50,7 @@ struct IdentityBatchProcessor: Sendable {
         let migrationId = batch.header.migrationID
         let batchId = batch.header.batchID
         if let stored = try await ledger.completedResult(migrationId: migrationId, batchId: batchId) {
-            return try Self.replay(stored, attempt: attempt, workerId: workerId)
+            return try .replay(stored, attempt: attempt, workerId: workerId)
         }
         var identities: [ServerIdentity] = []
         identities.reserveCapacity(batch.identities.count)
@@ -78,11 +78,7 @@ struct IdentityBatchProcessor: Sendable {
         let completion = try await ledger.completeBatch(
             migrationId: migrationId, batchId: batchId, mappings: settled.map(\.mapping),
             result: try result.serializedBytes())
-        if completion.replayed {
-            // Another delivery of the same batch committed first; its result is the one that counts.
-            return try Self.replay(completion.result, attempt: attempt, workerId: workerId)
-        }
-        return result
+        return try result.settled(by: completion)
     }
 
     /// Resolves every pending email group at the site, `siteConcurrency` groups at a time.
@@ -165,10 +161,7 @@ struct IdentityBatchProcessor: Sendable {
     static func result(
         for batch: JSMIdentityBatch, settled: [SettledIdentity], attempt: UInt32, workerId: String
     ) -> JSMBatchResult {
-        var result = JSMBatchResult()
-        result.header = batch.header
-        result.attempt = attempt
-        result.workerID = workerId
+        var result = JSMBatchResult(header: batch.header, attempt: attempt, workerId: workerId)
         // Built apart and assigned once: appending to the generated repeated field copies the
         // whole array each time (get/set only), quadratic per batch (helper "transport": about
         // 9 us of worker CPU per identity). In the order the identities were settled: the ledger
@@ -186,15 +179,6 @@ struct IdentityBatchProcessor: Sendable {
             }
         }
         result.results = rows
-        return result
-    }
-
-    /// A stored result, marked as a replay of this delivery.
-    static func replay(_ stored: [UInt8], attempt: UInt32, workerId: String) throws -> JSMBatchResult {
-        var result = try JSMBatchResult(serializedBytes: stored)
-        result.replayed = true
-        result.attempt = attempt
-        result.workerID = workerId
         return result
     }
 }

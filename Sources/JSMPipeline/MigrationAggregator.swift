@@ -26,10 +26,7 @@ public struct ReplyTally: Sendable, Hashable {
     /// Counts `result` unless its batch was counted before; returns whether it was new.
     @discardableResult
     mutating func add(_ result: JSMBatchResult) -> Bool {
-        guard batches.insert(result.header.batchID).inserted else {
-            duplicates += 1
-            return false
-        }
+        guard firstReply(of: result.header) else { return false }
         customers.add(result.customers)
         licensedUsers.add(result.licensedUsers)
         formers.add(result.formers)
@@ -59,10 +56,7 @@ public struct ReplyTally: Sendable, Hashable {
     /// Counts a group batch's reply unless its batch was counted before.
     @discardableResult
     mutating func add(_ result: JSMGroupBatchResult) -> Bool {
-        guard batches.insert(result.header.batchID).inserted else {
-            duplicates += 1
-            return false
-        }
+        guard firstReply(of: result.header) else { return false }
         groups.created += result.totals.created
         groups.reused += result.totals.reused
         groups.alreadyMigrated += result.totals.alreadyMigrated
@@ -74,15 +68,21 @@ public struct ReplyTally: Sendable, Hashable {
     /// Counts a membership batch's reply unless its batch was counted before.
     @discardableResult
     mutating func add(_ result: JSMMembershipBatchResult) -> Bool {
-        guard batches.insert(result.header.batchID).inserted else {
-            duplicates += 1
-            return false
-        }
+        guard firstReply(of: result.header) else { return false }
         memberships.added += result.totals.added
         memberships.alreadyMember += result.totals.alreadyMember
         memberships.alreadyMigrated += result.totals.alreadyMigrated
         memberships.skipped += result.totals.skipped
         memberships.rejected += result.totals.rejected
+        return true
+    }
+
+    /// Whether this is the first reply of its batch; a later one is counted as a duplicate.
+    private mutating func firstReply(of header: JSMMessageHeader) -> Bool {
+        guard batches.insert(header.batchID).inserted else {
+            duplicates += 1
+            return false
+        }
         return true
     }
 
