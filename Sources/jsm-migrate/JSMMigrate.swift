@@ -9,7 +9,7 @@ struct JSMMigrate: AsyncParsableCommand {
         abstract: "Migrate Jira Service Management customers and users from Server/Data Center to Cloud.",
         subcommands: [
             DemoCommand.self, StartCommand.self, WorkerCommand.self, AggregatorCommand.self, ReportCommand.self,
-            VerifyCommand.self, FailedCommand.self, BrokerCommand.self,
+            VerifyCommand.self, FailedCommand.self, StatusCommand.self, BrokerCommand.self,
             GenerateSourceCommand.self, CloudSiteCommand.self,
         ])
 }

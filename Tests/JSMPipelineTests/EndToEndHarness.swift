@@ -195,8 +195,15 @@ extension EndToEnd {
 
     /// Runs the built `jsm-migrate` with `arguments` (at most 60 s), capturing both streams.
     static func runCommand(_ arguments: [String], environment: [String: String]) async throws -> CommandResult {
+        try await runProcess(executable, arguments, environment: environment)
+    }
+
+    /// Runs a program (at most 60 s), capturing both streams.
+    static func runProcess(_ program: URL, _ arguments: [String], environment: [String: String] = [:]) async throws
+        -> CommandResult
+    {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = program
         process.arguments = arguments
         process.environment = self.environment.merging(environment) { _, new in new }
         let folder = FileManager.default.temporaryDirectory
@@ -221,6 +228,31 @@ extension EndToEnd {
         return CommandResult(
             status: process.terminationStatus, output: try String(contentsOf: outputFile, encoding: .utf8),
             error: try String(contentsOf: errorFile, encoding: .utf8))
+    }
+}
+
+extension EndToEnd {
+    /// `rabbitmqctl list_queues` of the vhost in `environment`'s AMQP_URL: ready and consumers by name.
+    static func listQueues(environment: [String: String]) async throws -> [String: (ready: Int, consumers: Int)] {
+        guard let url = environment["AMQP_URL"].flatMap(URLComponents.init(string:)),
+            let vhost = url.path.dropFirst().removingPercentEncoding
+        else { throw HarnessFailure("no vhost in AMQP_URL") }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let result = try await runProcess(
+            root.appendingPathComponent("scripts/services.sh"),
+            [
+                "rabbitmqctl", "list_queues", "-p", vhost, "name", "messages_ready", "consumers", "-q",
+                "--no-table-headers",
+            ])
+        guard result.status == 0 else { throw HarnessFailure("rabbitmqctl list_queues failed: \(result.error)") }
+        var queues: [String: (ready: Int, consumers: Int)] = [:]
+        for line in result.output.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            guard fields.count == 3, let ready = Int(fields[1]), let consumers = Int(fields[2]) else { continue }
+            queues[String(fields[0])] = (ready, consumers)
+        }
+        return queues
     }
 }
 

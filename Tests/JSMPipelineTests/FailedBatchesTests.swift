@@ -54,11 +54,28 @@ extension EndToEndTests {
             let show = try await failed(["show", "--batch", discarded.batchId])
             #expect(show.status == 0 && show.output.contains("state: discarded"))
 
-            // The cause fixed (workers for the right site), retry the rest and let an aggregator finish.
-            let healthy = try world.spawnWorkers(2, executable: EndToEnd.executable, namePrefix: "healthy")
+            // Retry the rest: back on the work queue, where status and rabbitmqctl see the same counts.
             let retry = try await failed(["retry", "--all"])
             #expect(retry.status == 0, "\(retry.error)")
             #expect(retry.output.contains("\(parked - 1) batch(es) of fail back to pending"))
+            let status = try await EndToEnd.runCommand(
+                ["status", "--migration", "fail", "--json", "--ledger", ledger], environment: environment)
+            #expect(status.status == 0, "\(status.error)")
+            let reported = try JSONDecoder().decode(StatusJSON.self, from: Data(status.output.utf8))
+            let listed = try await EndToEnd.listQueues(environment: environment)
+            for queue in reported.queues where queue.present {
+                #expect(listed[queue.name]?.ready == queue.ready, "\(queue.name)")
+                #expect(listed[queue.name]?.consumers == queue.consumers, "\(queue.name)")
+            }
+            #expect(listed["jsm.work.MigrateIdentities"]?.ready == parked - 1)
+            #expect(reported.migrations.first?.batches["pending"] == parked - 1)
+            #expect(reported.migrations.first?.batches["discarded"] == 1)
+            let unknownStatus = try await EndToEnd.runCommand(
+                ["status", "--migration", "nope", "--ledger", ledger], environment: environment)
+            #expect(unknownStatus.status == 1 && unknownStatus.error.contains("no migration 'nope'"))
+
+            // The cause fixed (workers for the right site): an aggregator finishes the migration.
+            let healthy = try world.spawnWorkers(2, executable: EndToEnd.executable, namePrefix: "healthy")
             let verdict = try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
                 group.addTask {
                     try await MigrationAggregator(ledger: world.ledger).run(connection: connection, until: "fail")
@@ -89,4 +106,20 @@ extension EndToEndTests {
             #expect(retriedAgain.status == 1 && retriedAgain.error.contains("not parked"))
         }
     }
+}
+
+/// The parts of `jsm-migrate status --json` the test reads.
+private struct StatusJSON: Decodable {
+    struct Queue: Decodable {
+        let name: String
+        let present: Bool
+        let ready: Int
+        let consumers: Int
+    }
+    struct Migration: Decodable {
+        let id: String
+        let batches: [String: Int]
+    }
+    let queues: [Queue]
+    let migrations: [Migration]
 }
