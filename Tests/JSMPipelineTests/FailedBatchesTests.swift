@@ -62,7 +62,15 @@ extension EndToEndTests {
                 ["status", "--migration", "fail", "--json", "--ledger", ledger], environment: environment)
             #expect(status.status == 0, "\(status.error)")
             let reported = try JSONDecoder().decode(StatusJSON.self, from: Data(status.output.utf8))
-            let listed = try await EndToEnd.listQueues(environment: environment)
+            // rabbitmqctl reports quorum queue counts from periodically emitted stats: wait (bounded)
+            // until it has caught up with what status read by passive declare.
+            var listed = try await EndToEnd.listQueues(environment: environment)
+            for _ in 0..<40 {
+                let caughtUp = reported.queues.allSatisfy { !$0.present || listed[$0.name]?.ready == $0.ready }
+                if caughtUp { break }
+                try await Task.sleep(for: .milliseconds(500))
+                listed = try await EndToEnd.listQueues(environment: environment)
+            }
             for queue in reported.queues where queue.present {
                 #expect(listed[queue.name]?.ready == queue.ready, "\(queue.name)")
                 #expect(listed[queue.name]?.consumers == queue.consumers, "\(queue.name)")
