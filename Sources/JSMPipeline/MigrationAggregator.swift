@@ -4,6 +4,7 @@ import JSMDomain
 import JSMLedger
 import JSMServices
 import Logging
+import Metrics
 import SwiftProtobuf
 
 /// What the replies of one migration add up to, each batch counted once.
@@ -287,7 +288,15 @@ public actor MigrationAggregator {
         _ migrationId: String, method: RPCMethod, publisher: BatchPublisher, add: (inout ReplyTally) -> Bool
     ) async throws {
         try await seedIfNeeded(migrationId)
-        guard add(&tallies[migrationId, default: ReplyTally()]) else { return }
+        guard add(&tallies[migrationId, default: ReplyTally()]) else {
+            Counter(
+                label: PipelineMetrics.replies, dimensions: [("method", method.rawValue), ("outcome", "duplicate")]
+            )
+            .increment()
+            return
+        }
+        Counter(label: PipelineMetrics.replies, dimensions: [("method", method.rawValue), ("outcome", "counted")])
+            .increment()
         let counted = tallies[migrationId]?.batches.count ?? 0
         let total = try await batchCount(migrationId)
         onProgress(migrationId, counted, total)
@@ -409,6 +418,7 @@ public actor MigrationAggregator {
         let provisional = try await makeVerdict(migration, state: .complete)
         let state: MigrationState = provisional.reconciled && provisional.rejections == 0 ? .complete : .incomplete
         guard try await ledger.setMigrationState(migration.id, to: state, from: [.running]) else { return }
+        Counter(label: PipelineMetrics.migrationsFinished, dimensions: [("state", state.rawValue)]).increment()
         let verdict = try await makeVerdict(migration, state: state)
         verdicts[migration.id] = verdict
         if verdict.reconciled {

@@ -116,6 +116,7 @@ public struct MigrationWorker: Sendable {
     /// One delivery, from decoding to the ack.
     func handle(_ delivery: AMQPDelivery, connection: AMQPConnection, processors: Processors) async {
         let attempt = Int(delivery.properties.headers[HeaderName.attempt]?.intValue ?? 1)
+        let started = ContinuousClock.now
         var method: RPCMethod?
         var header = JSMMessageHeader()
         do {
@@ -128,6 +129,7 @@ public struct MigrationWorker: Sendable {
                 header = scope.header
                 try Self.checkHeader(scope.header, delivery)
                 let result = try await processors.expander.process(scope, attempt: UInt32(clamping: attempt))
+                PipelineMetrics.batch(.expandProject, result.replayed ? "replayed" : "completed")
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: scope.header, body: result, attempt: attempt)
             case .migrateIdentities:
@@ -136,6 +138,7 @@ public struct MigrationWorker: Sendable {
                 try Self.checkHeader(batch.header, delivery)
                 try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.identities.process(batch, attempt: UInt32(clamping: attempt))
+                PipelineMetrics.record(result)
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
             case .migrateGroups:
@@ -144,6 +147,7 @@ public struct MigrationWorker: Sendable {
                 try Self.checkHeader(batch.header, delivery)
                 try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.groups.process(batch, attempt: UInt32(clamping: attempt))
+                PipelineMetrics.record(result)
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
             case .migrateMemberships:
@@ -152,24 +156,32 @@ public struct MigrationWorker: Sendable {
                 try Self.checkHeader(batch.header, delivery)
                 try checkSite(batch.targetSiteID, batch.header)
                 let result = try await processors.memberships.process(batch, attempt: UInt32(clamping: attempt))
+                PipelineMetrics.record(result)
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
             }
             if let reply { try await connection.publish(reply) }
             delivery.ack()
+            PipelineMetrics.duration(requested, since: started)
         } catch {
             if Task.isCancelled || error is CancellationError {
                 // The worker is stopping: the message goes back to its queue for another worker.
                 delivery.nack(requeue: true)
+                if let method { PipelineMetrics.batch(method, "returned") }
             } else if let unusable = error as? RPCEnvelope.Unusable {
                 await park(delivery, header: header, because: unusable, connection: connection)
+                if let method { PipelineMetrics.batch(method, "parked") }
             } else if Self.isRetriable(error) {
                 await retry(
                     delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
+                if let method {
+                    PipelineMetrics.batch(method, attempt < configuration.maxAttempts ? "retried" : "parked")
+                }
             } else {
                 // Neither the message nor a passing outage: the batch needs an operator.
                 let unusable = RPCEnvelope.Unusable(reason: .invalidMessage, detail: "\(error)")
                 await park(delivery, header: header, because: unusable, connection: connection)
+                if let method { PipelineMetrics.batch(method, "parked") }
             }
         }
     }

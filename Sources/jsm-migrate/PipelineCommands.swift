@@ -122,6 +122,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var metrics: MetricsOptions
     @OptionGroup var ledger: LedgerOptions
     @OptionGroup var source: SourceOptions
     @OptionGroup var site: SiteOptions
@@ -145,9 +146,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = Logger(label: "jsm.worker")
         let id = workerId ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         let siteLocation = try site.location()
+        let siteMetrics = CloudSiteMetrics()
         try await source.location.withSource { jira in
             try await ledger.location.withLedger { ledger in
-                try await siteLocation.withSite { cloud in
+                try await siteLocation.withSite(metrics: siteMetrics) { cloud in
                     try await Preflight.checkSite(cloud, siteLocation)
                     try await broker.withConnection(named: "jsm-migrate worker \(id)") { connection in
                         try await connection.declare(MigrationBrokerTopology().declarations)
@@ -157,7 +159,9 @@ struct WorkerCommand: AsyncParsableCommand {
                                 workerId: id, concurrency: concurrency, siteConcurrency: site.siteConcurrency,
                                 maxAttempts: maxAttempts, siteId: siteLocation.siteId),
                             logger: logger)
-                        try await untilTerminated { try await worker.run(connection: connection) }
+                        try await metrics.withServer(siteMetrics: siteMetrics, logger: logger) {
+                            try await untilTerminated { try await worker.run(connection: connection) }
+                        }
                     }
                 }
             }
@@ -174,6 +178,7 @@ struct AggregatorCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var metrics: MetricsOptions
     @OptionGroup var ledger: LedgerOptions
 
     @Option(help: "Exit once this migration has finished (complete or incomplete), printing its totals.")
@@ -187,7 +192,9 @@ struct AggregatorCommand: AsyncParsableCommand {
             try await broker.withConnection(named: "jsm-migrate aggregator") { connection in
                 try await connection.declare(MigrationBrokerTopology().declarations)
                 let aggregator = MigrationAggregator(ledger: ledger, logger: logger)
-                return try await untilTerminated { try await aggregator.run(connection: connection, until: migration) }
+                return try await metrics.withServer(siteMetrics: nil, logger: logger) {
+                    try await untilTerminated { try await aggregator.run(connection: connection, until: migration) }
+                }
             }
         }
         guard let verdict = verdict ?? nil else { return }
