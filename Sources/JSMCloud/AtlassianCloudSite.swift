@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import JSMDomain
 import Logging
+import Metrics
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
@@ -292,9 +293,11 @@ public final class AtlassianCloudSite: CloudSite {
             metrics.recordRequest()
             let answer: Answer
             do {
+                let sent = ContinuousClock.now
                 let response = try await httpClient.execute(request, timeout: TimeAmount(configuration.requestTimeout))
                 let bytes = try await response.body.collect(upTo: configuration.maxResponseBytes)
                 let status = Int(response.status.code)
+                Self.recordLatency(sent.duration(to: .now), method: method, path: path)
                 let retryAfter = status == 429 || status == 503 ? response.headers.first(name: "Retry-After") : nil
                 answer = Answer(status: status, body: bytes, retryAfter: retryAfter)
             } catch let error as CancellationError {
@@ -324,6 +327,18 @@ public final class AtlassianCloudSite: CloudSite {
                 ])
             try await Task.sleep(for: delay)
         }
+    }
+
+    /// The name of the site-call latency histogram (one HTTP exchange, retries apart), by
+    /// `method` and `path` (never the query, which holds emails).
+    public static let latencyMetric = "jsm_site_request_duration_seconds"
+
+    /// Records one exchange's latency through swift-metrics (a no-op unless the process set up a
+    /// metrics backend, as `--metrics-port` does).
+    private static func recordLatency(_ elapsed: Duration, method: HTTPMethod, path: String) {
+        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        Timer(label: latencyMetric, dimensions: [("method", method.rawValue), ("path", path)])
+            .recordNanoseconds(nanoseconds)
     }
 
     /// A body the adapter writes itself, as one buffer.

@@ -1,3 +1,4 @@
+import JSMCloud
 import JSMContracts
 import Metrics
 
@@ -25,10 +26,13 @@ public enum PipelineMetrics {
     public static let siteThrottled = "jsm_site_throttled_total"
     /// Site calls that failed, by `kind`: `retriable` or `permanent`.
     public static let siteFailures = "jsm_site_failures_total"
+    /// One HTTP exchange with the site, by `method` and `path` (a histogram; the adapter records it).
+    public static let siteLatency = AtlassianCloudSite.latencyMetric
 
     /// Every name above, for documentation and tests.
     public static let all = [
         batches, items, batchDuration, replies, migrationsFinished, siteRequests, siteThrottled, siteFailures,
+        siteLatency,
     ]
 
     static func batch(_ method: RPCMethod, _ outcome: String) {
