@@ -87,7 +87,8 @@ public enum LocalCloudSite {
             store: store, maxBatch: configuration.maxBatch, queueCapacity: configuration.queueCapacity, logger: logger)
         let requests = RequestCounter()
         let routes = SiteRoutes(
-            store: store, writer: writer, maxBodyBytes: configuration.maxBodyBytes, requests: requests)
+            store: store, writer: writer, maxBodyBytes: configuration.maxBodyBytes, requests: requests,
+            faults: FaultInjector())
         let router = Router()
         router.add(middleware: SiteErrorMiddleware(logger: logger))
         router.add(middleware: TokenAuthenticationMiddleware(token: configuration.apiToken))
@@ -109,6 +110,7 @@ public enum LocalCloudSite {
         let local = router.group("_local/v1")
         local.get("counts", use: routes.counts)
         local.get("accounts", use: routes.accounts)
+        local.post("faults", use: routes.injectFaults)
 
         var application = Application(
             router: router,

@@ -168,3 +168,33 @@ struct RequestCountingMiddleware<Context: RequestContext>: RouterMiddleware {
         return try await next(request, context)
     }
 }
+
+/// Fault injection for tests and drills (`POST /_local/v1/faults?failures=N&status=S`): the first
+/// customer creation after arming picks its email as the victim, and that email's creations answer
+/// `status` until `failures` of them have, while every other email goes through. So one batch
+/// fails a known number of attempts whatever the order of its requests.
+final class FaultInjector: Sendable {
+    private struct State {
+        var remaining = 0
+        var status = 500
+        var victim: String?
+    }
+
+    private let state = Mutex(State())
+
+    /// Arms `failures` failures answering `status`, for the next email to come.
+    func arm(failures: Int, status: Int) {
+        state.withLock { $0 = State(remaining: max(0, failures), status: status, victim: nil) }
+    }
+
+    /// The status to answer instead of creating an account for `email`, if it is the victim.
+    func failure(for email: String) -> Int? {
+        state.withLock { state in
+            guard state.remaining > 0 else { return nil }
+            if state.victim == nil { state.victim = email }
+            guard state.victim == email else { return nil }
+            state.remaining -= 1
+            return state.status
+        }
+    }
+}

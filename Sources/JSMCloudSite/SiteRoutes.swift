@@ -9,6 +9,8 @@ struct SiteRoutes: Sendable {
     let maxBodyBytes: Int
     /// Atlassian API requests received, reported by `/_local/v1/counts`.
     let requests: RequestCounter
+    /// Armed by `POST /_local/v1/faults`.
+    let faults: FaultInjector
 
     private func baseURL(_ request: Request) -> String {
         "http://" + (request.head.authority ?? "localhost")
@@ -41,6 +43,10 @@ struct SiteRoutes: Sendable {
         case .success(let name): displayName = name
         case .failure(let problem):
             return SiteResponse.serviceDeskError(.badRequest, problem.message, key: "invalid.display.name")
+        }
+        if let status = faults.failure(for: email.value) {
+            return SiteResponse.serviceDeskError(
+                HTTPResponse.Status(code: status), "Injected fault (POST /_local/v1/faults).", key: "injected.fault")
         }
         let creation = try await writer.create(NewSiteAccount(type: .customer, email: email, displayName: displayName))
         guard case .created(let account) = creation else {
@@ -228,6 +234,19 @@ struct SiteRoutes: Sendable {
                     total: counts.atlassianAccounts + counts.customerAccounts),
                 groups: counts.groups, groupMemberships: counts.groupMemberships, apiRequests: requests.value),
             status: .ok)
+    }
+
+    /// `POST /_local/v1/faults?failures=N&status=S` (local, for tests and drills, never an Atlassian
+    /// API): the next customer email to come answers `S` (default 500) to its next `N` creations.
+    func injectFaults(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        guard let failures = parameters["failures"].flatMap({ Int(String($0)) }), (0...1000).contains(failures),
+            let status = Int(String(parameters["status"] ?? "500")), (400...599).contains(status)
+        else {
+            return SiteResponse.platformError(.badRequest, "Give failures=0...1000 and status=400...599.")
+        }
+        faults.arm(failures: failures, status: status)
+        return SiteResponse.platformError(.accepted, "Armed: \(failures) failure(s) answering \(status).")
     }
 
     /// `GET /_local/v1/accounts?cursor=&limit=`: accounts in creation order; `nextCursor` is null on the last page.

@@ -151,6 +151,19 @@ enum EndToEnd {
         return try JSONDecoder().decode(SiteCounts.self, from: Data(buffer: body))
     }
 
+    /// Arms the local site's fault injection (`POST /_local/v1/faults`).
+    static func armSiteFaults(_ site: LocalSite, failures: Int, status: Int) async throws {
+        var request = HTTPClientRequest(url: site.url + "/_local/v1/faults?failures=\(failures)&status=\(status)")
+        request.method = .POST
+        request.headers.add(
+            name: "Authorization", value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .accepted else {
+            throw HarnessFailure("the site did not arm faults: \(response.status)")
+        }
+    }
+
     /// Requests the site's Atlassian endpoints received so far.
     static func siteRequests(_ site: LocalSite) async throws -> Int { try await siteCounts(site).apiRequests }
 
