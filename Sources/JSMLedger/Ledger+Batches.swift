@@ -151,23 +151,13 @@ extension Ledger {
         let sorted = mappings.sorted { $0.userKey < $1.userKey }
         let now = self.now()
         return try await database.transaction(operation) { session in
-            guard
-                let site = try await session.first(
-                    "SELECT site_id FROM ledger_migrations WHERE migration_id = $1", [.text(migrationId)])
-            else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
-            let siteId = try site.text(0)
-            let identityCount: Int64
-            switch try await Ledger.markBatchEnded(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
-                operation: operation)
+            let siteId: String
+            switch try await Ledger.openCompletion(
+                session, migrationId: migrationId, batchId: batchId, items: sorted.count, noun: "identities",
+                result: result, now: now, ending: ending, operation: operation)
             {
-            case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
-            case .claimed(let count): identityCount = count
-            }
-            guard identityCount == Int64(sorted.count) else {
-                throw LedgerError(
-                    .invalidRequest, operation: operation,
-                    "batch \(batchId) has \(identityCount) identities but the completion has \(sorted.count) results")
+            case .ended(let stored): return stored
+            case .open(let site): siteId = site
             }
             var start = 0
             while start < sorted.count {
@@ -272,6 +262,37 @@ extension Ledger {
             throw LedgerError(.invalidRequest, operation: operation, "batch \(batchId) of \(migrationId) \(why)")
         }
         return .replay(stored.optionalBytes(1) ?? [])
+    }
+
+    /// How ``openCompletion(_:migrationId:batchId:items:noun:result:now:ending:operation:)`` found the batch.
+    enum CompletionOpening {
+        /// This transaction ended the batch: write its rows for this site.
+        case open(siteId: String)
+        /// It had ended before: the stored result, to answer with.
+        case ended(BatchCompletion)
+    }
+
+    /// The opening every batch completion shares: the migration's site, the batch marked ended
+    /// (see ``markBatchEnded(_:migrationId:batchId:result:now:ending:operation:)``), and its item
+    /// count checked against the completion's.
+    static func openCompletion(
+        _ session: any LedgerSession, migrationId: String, batchId: String, items: Int, noun: String,
+        result: [UInt8], now: Int64, ending: BatchEnding, operation: String
+    ) async throws -> CompletionOpening {
+        let siteId = try await Ledger.siteId(session, migrationId, operation: operation)
+        switch try await Ledger.markBatchEnded(
+            session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
+            operation: operation)
+        {
+        case .replay(let stored): return .ended(BatchCompletion(replayed: true, result: stored))
+        case .claimed(let count):
+            guard count == Int64(items) else {
+                throw LedgerError(
+                    .invalidRequest, operation: operation,
+                    "batch \(batchId) has \(count) \(noun) but the completion has \(items) results")
+            }
+            return .open(siteId: siteId)
+        }
     }
 
     /// Records a failed attempt at a batch that is not done: attempts + 1, the error (one line,

@@ -224,18 +224,13 @@ extension Ledger {
         let sorted = groups.sorted { $0.lowerName < $1.lowerName }
         let now = self.now()
         return try await database.transaction(operation) { session in
-            let siteId = try await Ledger.siteId(session, migrationId, operation: operation)
-            switch try await Ledger.markBatchEnded(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
-                operation: operation)
+            let siteId: String
+            switch try await Ledger.openCompletion(
+                session, migrationId: migrationId, batchId: batchId, items: sorted.count, noun: "groups",
+                result: result, now: now, ending: ending, operation: operation)
             {
-            case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
-            case .claimed(let count):
-                guard count == Int64(sorted.count) else {
-                    throw LedgerError(
-                        .invalidRequest, operation: operation,
-                        "batch \(batchId) has \(count) groups but the completion has \(sorted.count) results")
-                }
+            case .ended(let stored): return stored
+            case .open(let site): siteId = site
             }
             for chunk in sorted.chunked(Ledger.bulkRowLimit) {
                 var rows = BulkRows([
@@ -298,18 +293,13 @@ extension Ledger {
         }
         let now = self.now()
         return try await database.transaction(operation) { session in
-            let siteId = try await Ledger.siteId(session, migrationId, operation: operation)
-            switch try await Ledger.markBatchEnded(
-                session, migrationId: migrationId, batchId: batchId, result: result, now: now, ending: ending,
-                operation: operation)
+            let siteId: String
+            switch try await Ledger.openCompletion(
+                session, migrationId: migrationId, batchId: batchId, items: sorted.count, noun: "memberships",
+                result: result, now: now, ending: ending, operation: operation)
             {
-            case .replay(let stored): return BatchCompletion(replayed: true, result: stored)
-            case .claimed(let count):
-                guard count == Int64(sorted.count) else {
-                    throw LedgerError(
-                        .invalidRequest, operation: operation,
-                        "batch \(batchId) has \(count) memberships but the completion has \(sorted.count) results")
-                }
+            case .ended(let stored): return stored
+            case .open(let site): siteId = site
             }
             for chunk in sorted.chunked(Ledger.bulkRowLimit) {
                 let onSite = chunk.filter { $0.outcome == .added || $0.outcome == .alreadyMember }

@@ -47,13 +47,19 @@ struct BatchPublisher: Sendable {
         if migration.groups {
             published += try await publish(migration, method: .migrateGroups)
         }
-        if migration.groupMembership,
+        published += try await publishMembershipsIfReady(of: migration)
+        return published
+    }
+
+    /// Publishes the membership batches once no identity or group batch is pending (a membership
+    /// needs both ends migrated); returns how many it published.
+    @discardableResult
+    func publishMembershipsIfReady(of migration: MigrationRecord) async throws -> Int {
+        guard migration.groupMembership,
             try await ledger.pendingBatchCount(
                 migrationId: migration.id, methods: [LedgerBatch.identityMethod, LedgerBatch.groupMethod]) == 0
-        {
-            published += try await publish(migration, method: .migrateMemberships)
-        }
-        return published
+        else { return 0 }
+        return try await publish(migration, method: .migrateMemberships)
     }
 
     /// Publishes the unpublished pending batches of one method.

@@ -11,6 +11,17 @@ protocol BatchReply: SwiftProtobuf.Message {
     var replayed: Bool { get set }
 }
 
+/// A batch request (`IdentityBatch`, `GroupBatch`, `MembershipBatch`): what the worker checks on
+/// every kind before processing it.
+protocol SiteBatch: SwiftProtobuf.Message {
+    var header: JSMMessageHeader { get }
+    var targetSiteID: String { get }
+}
+
+extension JSMIdentityBatch: SiteBatch {}
+extension JSMGroupBatch: SiteBatch {}
+extension JSMMembershipBatch: SiteBatch {}
+
 extension JSMBatchResult: BatchReply {}
 extension JSMGroupBatchResult: BatchReply {}
 extension JSMMembershipBatchResult: BatchReply {}

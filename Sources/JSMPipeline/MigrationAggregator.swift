@@ -162,6 +162,9 @@ public actor MigrationAggregator {
     private var batchCounts: [String: Int] = [:]
     /// The migrations' records (their options never change).
     private var records: [String: MigrationRecord] = [:]
+    /// Migrations whose membership batches this aggregator has published (no further gate checks
+    /// per reply; the periodic check still publishes anything left unpublished).
+    private var membershipsReleased: Set<String> = []
     private var verdicts: [String: AggregatorVerdict] = [:]
     /// Migrations being published right now: the actor is reentrant at every await, and a second
     /// pass at the same time would send the same batches twice.
@@ -301,8 +304,14 @@ public actor MigrationAggregator {
         let total = try await batchCount(migrationId)
         onProgress(migrationId, counted, total)
         guard let migration = try await record(migrationId) else { return }
-        if method != .migrateMemberships, migration.groupMembership {
-            try await publish(migration, publisher)
+        if method != .migrateMemberships, migration.groupMembership, !membershipsReleased.contains(migrationId),
+            publishing.insert(migrationId).inserted
+        {
+            // Only the membership gate: identity and group batches went out at the cut.
+            defer { publishing.remove(migrationId) }
+            if try await publisher.publishMembershipsIfReady(of: migration) > 0 {
+                membershipsReleased.insert(migrationId)
+            }
         }
         if counted == total, let current = try await ledger.migration(migrationId) {
             try await finishIfEnded(current)

@@ -133,32 +133,23 @@ public struct MigrationWorker: Sendable {
                 reply = try RPCEnvelope.reply(
                     to: requested, request: delivery.properties, header: scope.header, body: result, attempt: attempt)
             case .migrateIdentities:
-                let batch = try RPCEnvelope.decode(JSMIdentityBatch.self, from: delivery)
-                header = batch.header
-                try Self.checkHeader(batch.header, delivery)
-                try checkSite(batch.targetSiteID, batch.header)
-                let result = try await processors.identities.process(batch, attempt: UInt32(clamping: attempt))
-                PipelineMetrics.record(result)
-                reply = try RPCEnvelope.reply(
-                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+                reply = try await batchReply(JSMIdentityBatch.self, delivery, requested, attempt, header: &header) {
+                    let result = try await processors.identities.process($0, attempt: $1)
+                    PipelineMetrics.record(result)
+                    return result
+                }
             case .migrateGroups:
-                let batch = try RPCEnvelope.decode(JSMGroupBatch.self, from: delivery)
-                header = batch.header
-                try Self.checkHeader(batch.header, delivery)
-                try checkSite(batch.targetSiteID, batch.header)
-                let result = try await processors.groups.process(batch, attempt: UInt32(clamping: attempt))
-                PipelineMetrics.record(result)
-                reply = try RPCEnvelope.reply(
-                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+                reply = try await batchReply(JSMGroupBatch.self, delivery, requested, attempt, header: &header) {
+                    let result = try await processors.groups.process($0, attempt: $1)
+                    PipelineMetrics.record(result)
+                    return result
+                }
             case .migrateMemberships:
-                let batch = try RPCEnvelope.decode(JSMMembershipBatch.self, from: delivery)
-                header = batch.header
-                try Self.checkHeader(batch.header, delivery)
-                try checkSite(batch.targetSiteID, batch.header)
-                let result = try await processors.memberships.process(batch, attempt: UInt32(clamping: attempt))
-                PipelineMetrics.record(result)
-                reply = try RPCEnvelope.reply(
-                    to: requested, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+                reply = try await batchReply(JSMMembershipBatch.self, delivery, requested, attempt, header: &header) {
+                    let result = try await processors.memberships.process($0, attempt: $1)
+                    PipelineMetrics.record(result)
+                    return result
+                }
             }
             if let reply { try await connection.publish(reply) }
             delivery.ack()
@@ -169,19 +160,14 @@ public struct MigrationWorker: Sendable {
                 delivery.nack(requeue: true)
                 if let method { PipelineMetrics.batch(method, "returned") }
             } else if let unusable = error as? RPCEnvelope.Unusable {
-                await park(delivery, header: header, because: unusable, connection: connection)
-                if let method { PipelineMetrics.batch(method, "parked") }
+                await park(delivery, method: method, header: header, because: unusable, connection: connection)
             } else if Self.isRetriable(error) {
                 await retry(
                     delivery, method: method, header: header, attempt: attempt, error: error, connection: connection)
-                if let method {
-                    PipelineMetrics.batch(method, attempt < configuration.maxAttempts ? "retried" : "parked")
-                }
             } else {
                 // Neither the message nor a passing outage: the batch needs an operator.
                 let unusable = RPCEnvelope.Unusable(reason: .invalidMessage, detail: "\(error)")
-                await park(delivery, header: header, because: unusable, connection: connection)
-                if let method { PipelineMetrics.batch(method, "parked") }
+                await park(delivery, method: method, header: header, because: unusable, connection: connection)
             }
         }
     }
@@ -210,6 +196,21 @@ public struct MigrationWorker: Sendable {
         }
     }
 
+    /// Decodes a batch of any kind, checks its header and target site (noting the header for a
+    /// park or retry), processes it and builds the reply.
+    private func batchReply<Batch: SiteBatch, Reply: BatchReply>(
+        _ type: Batch.Type, _ delivery: AMQPDelivery, _ method: RPCMethod, _ attempt: Int,
+        header: inout JSMMessageHeader, _ process: (Batch, UInt32) async throws -> Reply
+    ) async throws -> OutboundMessage? {
+        let batch = try RPCEnvelope.decode(Batch.self, from: delivery)
+        header = batch.header
+        try Self.checkHeader(batch.header, delivery)
+        try checkSite(batch.targetSiteID, batch.header)
+        let result = try await process(batch, UInt32(clamping: attempt))
+        return try RPCEnvelope.reply(
+            to: method, request: delivery.properties, header: batch.header, body: result, attempt: attempt)
+    }
+
     /// A batch names the site it migrates to; this worker's adapter talks to one site, so a batch
     /// for another one is parked, never sent to the wrong site.
     func checkSite(_ target: String, _ header: JSMMessageHeader) throws(RPCEnvelope.Unusable) {
@@ -219,8 +220,10 @@ public struct MigrationWorker: Sendable {
             detail: "batch \(header.batchID) migrates to site '\(target)', but this worker serves site '\(siteId)'")
     }
 
+    /// Parks the delivery (its copy confirmed on `jsm.parked` before the ack) and counts how it
+    /// ended: `parked`, or `returned` when the park failed and the message went back to its queue.
     private func park(
-        _ delivery: AMQPDelivery, header: JSMMessageHeader, because unusable: RPCEnvelope.Unusable,
+        _ delivery: AMQPDelivery, method: RPCMethod?, header: JSMMessageHeader, because unusable: RPCEnvelope.Unusable,
         connection: AMQPConnection
     ) async {
         logger.error(
@@ -237,9 +240,11 @@ public struct MigrationWorker: Sendable {
                 }
             }
             delivery.ack()
+            if let method { PipelineMetrics.batch(method, "parked") }
         } catch {
             logger.error("could not park; the message goes back to its queue", metadata: ["error": "\(error)"])
             delivery.nack(requeue: true)
+            if let method { PipelineMetrics.batch(method, "returned") }
         }
     }
 
@@ -260,7 +265,7 @@ public struct MigrationWorker: Sendable {
     ) async {
         guard let method, attempt < configuration.maxAttempts else {
             await park(
-                delivery, header: header,
+                delivery, method: method, header: header,
                 because: RPCEnvelope.Unusable(
                     reason: .retriesExhausted, detail: "attempt \(attempt) of \(configuration.maxAttempts): \(error)"),
                 connection: connection)
@@ -280,9 +285,11 @@ public struct MigrationWorker: Sendable {
                 RPCEnvelope.retry(
                     delivery, method: method, nextAttempt: attempt + 1, unitRandom: Double.random(in: 0...1)))
             delivery.ack()
+            PipelineMetrics.batch(method, "retried")
         } catch {
             logger.error("could not schedule the retry; the message goes back", metadata: ["error": "\(error)"])
             delivery.nack(requeue: true)
+            PipelineMetrics.batch(method, "returned")
         }
     }
 }
