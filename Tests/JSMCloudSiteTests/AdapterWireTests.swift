@@ -117,7 +117,9 @@ struct AdapterWireTests {
 
     @Test("a 429's Retry-After is waited out before the next attempt, which then succeeds")
     func retryAfterIsHonoured() async throws {
-        try await SiteHarness.withSite(.sqlite, requestsPerSecond: 1, burst: 1) { site in
+        // One request per 4 s: the second creation meets an empty bucket even on a loaded machine
+        // (at 1/s a first creation slower than a second let the bucket refill and no 429 came).
+        try await SiteHarness.withSite(.sqlite, requestsPerSecond: 0.25, burst: 1) { site in
             try await site.withAdapter { adapter in
                 let first = try await adapter.createCustomer(
                     email: NormalizedEmail("first@example.com")!, displayName: "First")
