@@ -113,10 +113,16 @@ public final class AMQPConnection: Sendable {
         let id = nextConsumerID.add(1, ordering: .relaxed).oldValue
         let (stream, continuation) = AsyncThrowingStream<AMQPDelivery, any Error>.makeStream()
         let mailbox = self.mailbox
-        continuation.onTermination = { _ in mailbox.submit(.cancelConsumer(id)) }
+        // A stream ended by ``AMQPConsumer/stop()`` keeps its channel until ``AMQPConsumer/cancel()``;
+        // one abandoned by its reader (cancelled or dropped) closes at once.
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { mailbox.submit(.cancelConsumer(id)) }
+        }
         let consumerRequest = ConsumerRequest(id: id, queue: queue, prefetch: prefetch, deliveries: continuation)
         try await request { .consume(consumerRequest, $0) }
-        return AMQPConsumer(stream: stream, cancel: { mailbox.submit(.cancelConsumer(id)) })
+        return AMQPConsumer(
+            stream: stream, stop: { mailbox.submit(.stopConsumer(id)) }, cancel: { mailbox.submit(.cancelConsumer(id)) }
+        )
     }
 
     /// Closes the connection; pending publishes fail, consumers finish, the thread ends.
@@ -134,15 +140,26 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
     public typealias Failure = any Error
 
     private let stream: AsyncThrowingStream<AMQPDelivery, any Error>
+    private let stopAction: @Sendable () -> Void
     private let cancelAction: @Sendable () -> Void
 
-    init(stream: AsyncThrowingStream<AMQPDelivery, any Error>, cancel: @escaping @Sendable () -> Void) {
+    init(
+        stream: AsyncThrowingStream<AMQPDelivery, any Error>, stop: @escaping @Sendable () -> Void,
+        cancel: @escaping @Sendable () -> Void
+    ) {
         self.stream = stream
+        self.stopAction = stop
         self.cancelAction = cancel
     }
 
-    /// Stops the consumer; unsettled deliveries go back to the queue.
+    /// Cancels the consumer and closes its channel; unsettled deliveries go back to the queue.
     public func cancel() { cancelAction() }
+
+    /// Stops consuming gracefully, for a shutdown that finishes its in-flight work: the broker sends
+    /// nothing more (basic.cancel), the sequence ends after the deliveries already received, and
+    /// those can still be acked, nacked or rejected. A delivery the broker sent before it saw the
+    /// cancel goes straight back to the queue. Call ``cancel()`` once they are settled.
+    public func stop() { stopAction() }
 
     /// Iterates the deliveries.
     public func makeAsyncIterator() -> AsyncThrowingStream<AMQPDelivery, any Error>.AsyncIterator {

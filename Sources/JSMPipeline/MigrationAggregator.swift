@@ -202,9 +202,25 @@ public actor MigrationAggregator {
         let publisher = BatchPublisher(ledger: ledger, connection: connection, logger: logger)
         try await check(publisher: publisher)
         if let migrationId, let verdict = try await finishedVerdict(migrationId) { return verdict }
-        return try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
+        return try await ConsumerDrain.run([consumer]) { drain in
+            try await collect(consumer, drain: drain, publisher: publisher, until: migrationId, every: checkInterval)
+        }
+    }
+
+    /// Counts replies and checks the ledger every `interval` until the migration finishes, the
+    /// consumer ends (graceful shutdown: replies taken and not started go back to the queue), or
+    /// the task is cancelled.
+    private func collect(
+        _ consumer: AMQPConsumer, drain: ConsumerDrain, publisher: BatchPublisher, until migrationId: String?,
+        every checkInterval: Duration
+    ) async throws -> AggregatorVerdict? {
+        try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
             group.addTask {
                 for try await delivery in consumer {
+                    guard !drain.isStopping else {
+                        delivery.reject(requeue: true)
+                        continue
+                    }
                     if let finished = try await self.handle(delivery, publisher: publisher, until: migrationId) {
                         return finished
                     }
@@ -225,7 +241,6 @@ public actor MigrationAggregator {
                 return nil
             }
             let first = try await group.next() ?? nil
-            consumer.cancel()
             group.cancelAll()
             return first
         }

@@ -83,21 +83,31 @@ public struct MigrationWorker: Sendable {
                 ledger: ledger, site: site, workerId: configuration.workerId,
                 siteConcurrency: configuration.siteConcurrency, logger: logger))
         let prefetch = UInt16(clamping: max(1, configuration.concurrency * 2))
-        var consumers: [AMQPConsumer] = []
+        var subscribed: [AMQPConsumer] = []
         for method in RPCMethod.allCases {
-            consumers.append(try await connection.consume(queue: method.queueName, prefetch: prefetch))
+            subscribed.append(try await connection.consume(queue: method.queueName, prefetch: prefetch))
         }
+        let consumers = subscribed
         logger.notice("worker consuming", metadata: ["worker": "\(configuration.workerId)"])
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for consumer in consumers {
-                group.addTask { try await consume(consumer, connection: connection, processors: processors) }
+        try await ConsumerDrain.run(consumers) { drain in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (method, consumer) in zip(RPCMethod.allCases, consumers) {
+                    group.addTask {
+                        try await consume(
+                            consumer, method: method, drain: drain, connection: connection, processors: processors)
+                    }
+                }
+                try await group.waitForAll()
             }
-            try await group.waitForAll()
         }
     }
 
-    /// Handles one consumer's deliveries, at most `concurrency` at once.
-    private func consume(_ consumer: AMQPConsumer, connection: AMQPConnection, processors: Processors) async throws {
+    /// Handles one consumer's deliveries, at most `concurrency` at once. Once a graceful shutdown
+    /// has begun, deliveries not yet started go back to their queue, and the in-flight ones finish.
+    private func consume(
+        _ consumer: AMQPConsumer, method: RPCMethod, drain: ConsumerDrain, connection: AMQPConnection,
+        processors: Processors
+    ) async throws {
         let limit = max(1, configuration.concurrency)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
@@ -106,8 +116,18 @@ public struct MigrationWorker: Sendable {
                     try await group.next()
                     running -= 1
                 }
+                guard !drain.isStopping else {
+                    delivery.reject(requeue: true)
+                    PipelineMetrics.batch(method, "returned")
+                    continue
+                }
                 running += 1
                 group.addTask { await handle(delivery, connection: connection, processors: processors) }
+            }
+            if running > 0 {
+                logger.notice(
+                    "worker stopping: finishing in-flight messages",
+                    metadata: ["queue": "\(method.queueName)", "in_flight": "\(running)"])
             }
             try await group.waitForAll()
         }

@@ -24,12 +24,10 @@ struct MetricsOptions: ParsableArguments {
         }
     }
 
-    /// Runs `body` with the endpoint serving (when a port is given); the site adapter's counters,
-    /// if any, are read at each scrape.
-    func withServer<T: Sendable>(
-        siteMetrics: CloudSiteMetrics?, logger: Logger, _ body: () async throws -> T
-    ) async throws -> T {
-        guard let port = metricsPort else { return try await body() }
+    /// The endpoint as a service for the process's service group (nil when no port is given); the
+    /// site adapter's counters, if any, are read at each scrape.
+    func service(siteMetrics: CloudSiteMetrics?, logger: Logger) -> (any Service)? {
+        guard let port = metricsPort else { return nil }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let site = SiteCounterExport(metrics: siteMetrics)
@@ -41,25 +39,11 @@ struct MetricsOptions: ParsableArguments {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
         }
         router.get("health") { _, _ -> String in "ok\n" }
-        let application = Application(
+        logger.notice("metrics endpoint", metadata: ["address": "http://\(metricsHost):\(port)/metrics"])
+        return Application(
             router: router,
             configuration: .init(address: .hostname(metricsHost, port: port), serverName: "jsm-migrate metrics"),
             logger: logger)
-        let services = ServiceGroup(services: [application], gracefulShutdownSignals: [], logger: logger)
-        logger.notice("metrics endpoint", metadata: ["address": "http://\(metricsHost):\(port)/metrics"])
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            do {
-                let result = try await body()
-                await services.triggerGracefulShutdown()
-                try await group.waitForAll()
-                return result
-            } catch {
-                await services.triggerGracefulShutdown()
-                try? await group.waitForAll()
-                throw error
-            }
-        }
     }
 }
 

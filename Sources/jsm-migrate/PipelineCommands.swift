@@ -123,6 +123,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var metrics: MetricsOptions
+    @OptionGroup var shutdown: ShutdownOptions
     @OptionGroup var ledger: LedgerOptions
     @OptionGroup var source: SourceOptions
     @OptionGroup var site: SiteOptions
@@ -159,9 +160,9 @@ struct WorkerCommand: AsyncParsableCommand {
                                 workerId: id, concurrency: concurrency, siteConcurrency: site.siteConcurrency,
                                 maxAttempts: maxAttempts, siteId: siteLocation.siteId),
                             logger: logger)
-                        try await metrics.withServer(siteMetrics: siteMetrics, logger: logger) {
-                            try await untilTerminated { try await worker.run(connection: connection) }
-                        }
+                        _ = try await ProcessLifecycle.run(
+                            "worker", metrics: metrics, siteMetrics: siteMetrics, shutdown: shutdown, logger: logger
+                        ) { try await worker.run(connection: connection) }
                     }
                 }
             }
@@ -179,6 +180,7 @@ struct AggregatorCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var metrics: MetricsOptions
+    @OptionGroup var shutdown: ShutdownOptions
     @OptionGroup var ledger: LedgerOptions
 
     @Option(help: "Exit once this migration has finished (complete or incomplete), printing its totals.")
@@ -192,9 +194,9 @@ struct AggregatorCommand: AsyncParsableCommand {
             try await broker.withConnection(named: "jsm-migrate aggregator") { connection in
                 try await connection.declare(MigrationBrokerTopology().declarations)
                 let aggregator = MigrationAggregator(ledger: ledger, logger: logger)
-                return try await metrics.withServer(siteMetrics: nil, logger: logger) {
-                    try await untilTerminated { try await aggregator.run(connection: connection, until: migration) }
-                }
+                return try await ProcessLifecycle.run(
+                    "aggregator", metrics: metrics, siteMetrics: nil, shutdown: shutdown, logger: logger
+                ) { try await aggregator.run(connection: connection, until: migration) }
             }
         }
         guard let verdict = verdict ?? nil else { return }
@@ -244,26 +246,5 @@ enum Preflight {
         } catch let error as CloudSiteError {
             throw PipelineError(.invalidState, "the \(location) cannot be used: \(error)")
         }
-    }
-}
-
-/// Runs `body` until it returns, or until SIGTERM or SIGINT cancels it (in-flight messages that
-/// were not acked go back to their queue and are processed again, idempotently).
-func untilTerminated<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T? {
-    let task = Task { try await body() }
-    let signals = [SIGTERM, SIGINT].map { number in
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler { task.cancel() }
-        source.resume()
-        return source
-    }
-    defer {
-        for source in signals { source.cancel() }
-    }
-    do {
-        return try await task.value
-    } catch is CancellationError {
-        return nil
     }
 }

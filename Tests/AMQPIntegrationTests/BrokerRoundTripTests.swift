@@ -36,6 +36,40 @@ extension BrokerSuite {
             await connection.close()
         }
 
+        @Test("a gracefully stopped consumer gets nothing more, and still acks what it was handed before the stop")
+        func stoppedConsumerStillAcks() async throws {
+            let connection = try await TestBroker.connect()
+            let queue = TestBroker.uniqueName("graceful-stop")
+            try await connection.declare(
+                AMQPTopology(queues: [QueueSpec(name: queue, extraArguments: TestBroker.expiry)]))
+            try await connection.publish(numberedMessages(10, queue: queue))
+            let consumer = try await connection.consume(queue: queue, prefetch: 4)
+            var iterator = consumer.makeAsyncIterator()
+            let inFlight = try #require(try await iterator.next())
+            consumer.stop()
+            // The sequence ends after what was already received: at most the prefetch window.
+            var received: [AMQPDelivery] = []
+            for _ in 0..<10 {
+                guard let delivery = try await iterator.next() else { break }
+                received.append(delivery)
+            }
+            #expect(received.count <= 3, "a stopped consumer kept receiving: \(received.count) more")
+            // rabbitmqctl lists the consumer gone at once; the passive-declare count was seen to lag.
+            try await eventually("the broker dropped the consumer") {
+                try !TestBroker.rabbitmqctl("list_consumers", "queue_name").contains(queue)
+            }
+            // The channel is still open: the ack of the in-flight message and the returns reach the broker.
+            inFlight.ack()
+            for delivery in received { delivery.reject(requeue: true) }
+            try await eventually("the nine unacknowledged messages are ready again") {
+                try await connection.queueCounts(queue).ready == 9
+            }
+            consumer.cancel()
+            #expect(try await connection.queueCounts(queue).ready == 9)
+            try await connection.deleteQueue(queue)
+            await connection.close()
+        }
+
         @Test("a publish to a missing exchange fails with 404 while other publishes in flight still land")
         func missingExchangeFailsOnlyItsPublish() async throws {
             let connection = try await TestBroker.connect()

@@ -29,7 +29,7 @@ enum EndToEnd {
     /// Runs `body` in a fresh world with `workers` worker processes over a vhost of its own.
     static func withWorld<T: Sendable>(
         users: Int = 1_500, seed: UInt64 = 7, workers: Int = 2, ledger: LedgerLocation? = nil,
-        _ body: (LocalWorld, AMQPConnection) async throws -> T
+        siteRequestsPerSecond: Double? = nil, _ body: (LocalWorld, AMQPConnection) async throws -> T
     ) async throws -> T {
         let vhost = "jsm-e2e-\(UInt32.random(in: 0...UInt32.max))"
         let amqpURL = try await createVhost(vhost)
@@ -37,7 +37,8 @@ enum EndToEnd {
             var configuration = LocalWorld.Configuration(
                 directory: FileManager.default.temporaryDirectory.appendingPathComponent(vhost).path, users: users,
                 seed: seed, workers: workers, workerConcurrency: 2, executable: executable,
-                environment: environment.merging(["AMQP_URL": amqpURL]) { _, new in new }, ledger: ledger)
+                environment: environment.merging(["AMQP_URL": amqpURL]) { _, new in new }, ledger: ledger,
+                siteRequestsPerSecond: siteRequestsPerSecond)
             configuration.workerArguments = ["--log-level", "warning"]
             let result = try await LocalWorld.run(configuration, logger: logger) { world in
                 let connection = try await AMQPConnection.connect(

@@ -275,6 +275,13 @@ final class RabbitSession {
         try checkLastReply("consuming from queue '\(queue)'", channel: channel)
     }
 
+    /// Ends a subscription (basic.cancel); the channel stays open for settlements.
+    func cancelConsume(consumerTag: String, channel: UInt16) throws(AMQPError) {
+        defer { arena.reset() }
+        amqp_basic_cancel(state, channel, arena.bytes(consumerTag))
+        try checkLastReply("cancelling consumer '\(consumerTag)'", channel: channel)
+    }
+
     // MARK: Asynchronous operations (no reply expected)
 
     func publish(_ message: OutboundMessage, channel: UInt16) throws(AMQPError) {

@@ -21,6 +21,8 @@ final class ConnectionLoop {
         let request: ConsumerRequest
         var channel: UInt16 = 0
         var subscribed = false
+        /// Stopped gracefully: no new deliveries, but settlements of earlier ones still go out.
+        var stopped = false
         var tracker = AckTracker()
         /// The `consume` call waiting for the subscription, if it is not answered yet.
         var starting: CheckedContinuation<Void, any Error>?
@@ -166,6 +168,8 @@ final class ConnectionLoop {
             finish(nil)
         case .cancelConsumer(let id):
             cancelConsumer(id)
+        case .stopConsumer(let id):
+            stopConsumer(id)
         case .publish(let messages, let continuation):
             guard !messages.isEmpty else { return continuation.resume() }
             let batch = PublishBatch(count: messages.count, continuation: continuation)
@@ -264,6 +268,28 @@ final class ConnectionLoop {
         session.closeChannel(consumer.channel)
         if !session.isUsable {
             connectionFailed(AMQPError(.connectionLost, "connection lost while cancelling a consumer"))
+        }
+    }
+
+    /// Asks the broker for no more deliveries and ends the stream once what arrived is handed out;
+    /// the channel stays open until ``cancelConsumer(_:)``, so in-flight deliveries can be acked.
+    private func stopConsumer(_ id: Int) {
+        guard let consumer = consumers[id], !consumer.stopped else { return }
+        consumer.stopped = true
+        consumer.request.deliveries.finish()
+        consumer.starting?.resume(throwing: AMQPError(.closed, "consumer of '\(consumer.request.queue)' stopped"))
+        consumer.starting = nil
+        guard consumer.subscribed, case .connected = phase, let session else { return }
+        do {
+            try session.cancelConsume(consumerTag: "jsm-\(consumer.request.id)", channel: consumer.channel)
+        } catch {
+            if error.code == .channelClosed {
+                // The channel is gone, and with it every unacknowledged delivery (requeued).
+                consumers[id] = nil
+                consumerByChannel[consumer.channel] = nil
+            } else {
+                connectionFailed(error)
+            }
         }
     }
 
@@ -386,6 +412,12 @@ final class ConnectionLoop {
                 let channel, let tag, let redelivered, let exchange, let routingKey, let properties, let body):
                 guard let consumer = consumerByChannel[channel] else { continue }
                 consumer.tracker.delivered(tag)
+                if consumer.stopped {
+                    // Sent before the broker saw the cancel: straight back to the queue.
+                    try session.reject(tag, requeue: true, channel: channel)
+                    consumer.tracker.sent(tag)
+                    continue
+                }
                 consumer.request.deliveries.yield(
                     AMQPDelivery(
                         body: body, properties: properties, exchange: exchange, routingKey: routingKey,
@@ -444,6 +476,8 @@ final class ConnectionLoop {
         publishOpen = false
         nextChannel = Self.firstConsumerChannel
         consumerByChannel.removeAll()
+        // A stopped consumer's deliveries went back to the queue with the connection; it is not resubscribed.
+        consumers = consumers.filter { !$0.value.stopped }
         for consumer in consumers.values { consumer.subscribed = false }
         queued = window.reset() + queued[queuedHead...]
         queuedHead = 0

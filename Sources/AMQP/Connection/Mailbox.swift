@@ -12,6 +12,9 @@ enum Command: Sendable {
     case publish([OutboundMessage], CheckedContinuation<Void, any Error>)
     case consume(ConsumerRequest, CheckedContinuation<Void, any Error>)
     case cancelConsumer(Int)
+    /// Ends a consumer's deliveries (basic.cancel) but keeps its channel, so that deliveries
+    /// already handed out can still be acknowledged.
+    case stopConsumer(Int)
     /// Ends the connection; the continuation, if any, resumes once the thread has finished.
     case close(CheckedContinuation<Void, Never>?)
 
@@ -27,7 +30,7 @@ enum Command: Sendable {
         case .consume(let request, let c):
             request.deliveries.finish(throwing: error)
             c.resume(throwing: error)
-        case .cancelConsumer: break
+        case .cancelConsumer, .stopConsumer: break
         case .close(let c): c?.resume()
         }
     }
