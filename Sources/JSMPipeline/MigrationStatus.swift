@@ -3,8 +3,8 @@ import Foundation
 import JSMLedger
 import JSMServices
 
-/// One queue as `status` shows it (passive declare: messages delivered and not yet acked are not
-/// counted as ready).
+/// One queue as `status` shows it: ready and consumers by passive declare (exact at that moment),
+/// unacknowledged messages from the management API when it is configured and answers.
 public struct QueueStatus: Sendable, Hashable, Encodable {
     /// The queue's name.
     public let name: String
@@ -12,8 +12,22 @@ public struct QueueStatus: Sendable, Hashable, Encodable {
     public let present: Bool
     /// Messages ready for delivery.
     public let ready: UInt32
+    /// Messages delivered and not yet acknowledged; `nil` without the management API.
+    public let unacked: UInt32?
     /// Consumers attached.
     public let consumers: UInt32
+
+    private enum CodingKeys: String, CodingKey { case name, present, ready, unacked, consumers }
+
+    /// Encodes `unacked` as `null` when unknown, so that scripts see the field either way.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(present, forKey: .present)
+        try container.encode(ready, forKey: .ready)
+        try container.encode(unacked, forKey: .unacked)
+        try container.encode(consumers, forKey: .consumers)
+    }
 }
 
 /// One migration as `status` shows it.
@@ -43,14 +57,17 @@ public struct MigrationStatus: Sendable, Hashable {
     public let queues: [QueueStatus]
     /// The migrations asked for (or every running one).
     public let migrations: [MigrationStatusLine]
+    /// Why unacknowledged counts are missing although the management API was configured.
+    public let managementError: String?
 
-    /// Reads the queues by passive declare and the migrations from the ledger.
+    /// Reads the queues by passive declare (and the management API, when given: a failure there
+    /// is reported, not thrown) and the migrations from the ledger.
     ///
     /// - Parameter migrationId: one migration (an unknown id is an error), or `nil` for every
     ///   running migration.
-    public static func take(ledger: Ledger, connection: AMQPConnection, migrationId: String?) async throws
-        -> MigrationStatus
-    {
+    public static func take(
+        ledger: Ledger, connection: AMQPConnection, migrationId: String?, management: ManagementAPI? = nil
+    ) async throws -> MigrationStatus {
         let ids: [String]
         if let migrationId {
             guard try await ledger.migration(migrationId) != nil else {
@@ -66,6 +83,15 @@ public struct MigrationStatus: Sendable, Hashable {
             lines.append(
                 MigrationStatusLine(migration: migration, progress: try await ledger.progress(migrationId: id)))
         }
+        var managed: [String: ManagementQueueCounts]?
+        var managementError: String?
+        if let management {
+            do {
+                managed = try await management.queues(vhost: connection.configuration.virtualHost)
+            } catch {
+                managementError = "\(error)"
+            }
+        }
         var queues: [QueueStatus] = []
         for name in MigrationBrokerTopology().queueNames {
             let counts: QueueCounts?
@@ -78,9 +104,11 @@ public struct MigrationStatus: Sendable, Hashable {
             }
             queues.append(
                 QueueStatus(
-                    name: name, present: counts != nil, ready: counts?.ready ?? 0, consumers: counts?.consumers ?? 0))
+                    name: name, present: counts != nil, ready: counts?.ready ?? 0,
+                    unacked: counts == nil ? nil : managed.map { $0[name]?.unacked ?? 0 },
+                    consumers: counts?.consumers ?? 0))
         }
-        return MigrationStatus(queues: queues, migrations: lines)
+        return MigrationStatus(queues: queues, migrations: lines, managementError: managementError)
     }
 
     /// Text for a terminal.
@@ -92,13 +120,19 @@ public struct MigrationStatus: Sendable, Hashable {
         func right(_ text: String, _ count: Int) -> String {
             text.count >= count ? text : String(repeating: " ", count: count - text.count) + text
         }
-        var lines = [pad("queue", width) + right("ready", 10) + right("consumers", 11)]
+        var lines = [pad("queue", width) + right("ready", 10) + right("unacked", 10) + right("consumers", 11)]
         for queue in queues {
             lines.append(
                 pad(queue.name, width)
                     + (queue.present
-                        ? right(String(queue.ready), 10) + right(String(queue.consumers), 11)
-                        : right("(not declared)", 21)))
+                        ? right(String(queue.ready), 10) + right(queue.unacked.map(String.init) ?? "-", 10)
+                            + right(String(queue.consumers), 11)
+                        : right("(not declared)", 31)))
+        }
+        if let managementError {
+            lines.append("unacked unknown: the management API failed: \(managementError)")
+        } else if queues.allSatisfy({ $0.unacked == nil }) {
+            lines.append("unacked: set --management-url (or JSM_RABBITMQ_MGMT_URL) to see them")
         }
         lines.append("")
         if migrations.isEmpty { lines.append("no running migration") }
@@ -137,6 +171,7 @@ public struct MigrationStatus: Sendable, Hashable {
         }
         let queues: [QueueStatus]
         let migrations: [Migration]
+        let managementError: String?
     }
 
     /// JSON for scripts (snake_case keys).
@@ -151,7 +186,7 @@ public struct MigrationStatus: Sendable, Hashable {
                         uniqueKeysWithValues: line.progress.batches.map { ($0.key.rawValue, $0.value) }),
                     itemsTotal: line.itemsTotal, itemsEnded: line.itemsEnded, ratePerSecond: line.rate.rounded(),
                     etaSeconds: line.etaSeconds)
-            })
+            }, managementError: managementError)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         encoder.keyEncodingStrategy = .convertToSnakeCase
