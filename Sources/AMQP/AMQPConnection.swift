@@ -66,6 +66,13 @@ public final class AMQPConnection: Sendable {
         try await request { .declare(topology, $0) }
     }
 
+    /// Checks that every exchange and queue of `topology` exists, by passive declares: nothing is
+    /// declared or remembered, so a user without `configure` permission can run it. A missing one
+    /// fails with 404 naming it. Arguments and bindings cannot be checked this way.
+    public func check(_ topology: AMQPTopology) async throws(AMQPError) {
+        try await request { .checkTopology(topology, $0) }
+    }
+
     /// Ready messages and consumers of a queue, by passive declare (404 when it does not exist).
     /// Messages delivered to consumers and not yet acknowledged are not counted as ready.
     public func queueCounts(_ queue: String) async throws(AMQPError) -> QueueCounts {

@@ -1,6 +1,8 @@
 import AMQP
 import ArgumentParser
 import Foundation
+import JSMPipeline
+import JSMServices
 import Logging
 
 /// Where the RabbitMQ broker is and how to log in.
@@ -68,6 +70,46 @@ struct BrokerOptions: ParsableArguments {
         } catch {
             await connection.close()
             throw error
+        }
+    }
+}
+
+/// `--topology declare|check`: whether a worker or an aggregator declares the broker topology at
+/// start-up or only checks that it exists.
+///
+/// `declare` (the default) lets any component start first on a fresh broker. `check` uses
+/// passive declares only, so the process's broker user needs no `configure` permission: that is
+/// how deploy/ runs workers and aggregators, with the topology imported from
+/// deploy/rabbitmq/definitions.json or declared by `jsm-migrate broker declare`.
+struct TopologyOptions: ParsableArguments {
+    enum Mode: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case declare, check
+    }
+
+    @Option(
+        help: ArgumentHelp(
+            "declare: declare the broker topology at start-up; check: only check that it exists (passive declares, no configure permission needed)."
+        ))
+    var topology: Mode = .declare
+
+    /// Declares or checks the topology on `connection`; a missing exchange or queue in `check`
+    /// mode is an error that says how to create it.
+    func prepare(_ connection: AMQPConnection) async throws {
+        let declarations = MigrationBrokerTopology().declarations
+        switch topology {
+        case .declare:
+            try await connection.declare(declarations)
+        case .check:
+            do {
+                try await connection.check(declarations)
+            } catch {
+                guard error.replyCode == 404 else { throw error }
+                throw PipelineError(
+                    .invalidState,
+                    "the broker topology is missing (\(error.replyText ?? "\(error)")): declare it with "
+                        + "`jsm-migrate broker declare` or import deploy/rabbitmq/definitions.json, "
+                        + "or run with --topology declare")
+            }
         }
     }
 }

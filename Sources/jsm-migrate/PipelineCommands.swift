@@ -122,6 +122,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var topology: TopologyOptions
     @OptionGroup var metrics: MetricsOptions
     @OptionGroup var shutdown: ShutdownOptions
     @OptionGroup var ledger: LedgerOptions
@@ -153,7 +154,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 try await siteLocation.withSite(metrics: siteMetrics) { cloud in
                     try await Preflight.checkSite(cloud, siteLocation)
                     try await broker.withConnection(named: "jsm-migrate worker \(id)") { connection in
-                        try await connection.declare(MigrationBrokerTopology().declarations)
+                        try await topology.prepare(connection)
                         let worker = MigrationWorker(
                             ledger: ledger, source: jira, site: cloud,
                             configuration: WorkerConfiguration(
@@ -179,6 +180,7 @@ struct AggregatorCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var topology: TopologyOptions
     @OptionGroup var metrics: MetricsOptions
     @OptionGroup var shutdown: ShutdownOptions
     @OptionGroup var ledger: LedgerOptions
@@ -192,7 +194,7 @@ struct AggregatorCommand: AsyncParsableCommand {
         let migration = self.migration
         let verdict = try await ledger.location.withLedger { ledger in
             try await broker.withConnection(named: "jsm-migrate aggregator") { connection in
-                try await connection.declare(MigrationBrokerTopology().declarations)
+                try await topology.prepare(connection)
                 let aggregator = MigrationAggregator(ledger: ledger, logger: logger)
                 return try await ProcessLifecycle.run(
                     "aggregator", metrics: metrics, siteMetrics: nil, shutdown: shutdown, logger: logger

@@ -2,6 +2,7 @@ import AMQP
 import AsyncHTTPClient
 import Foundation
 import JSMContracts
+import JSMLocalRun
 import JSMServices
 import Logging
 import NIOCore
@@ -84,7 +85,9 @@ struct DeployDefinitionsTests {
             users.allSatisfy { !$0.passwordHash.isEmpty && $0.hashingAlgorithm == "rabbit_password_hashing_sha256" })
     }
 
-    @Test("imported definitions are the code's topology: the programs re-declare it without a 406")
+    @Test(
+        "imported definitions are the code's topology: the producer re-declares it without a 406, worker and aggregator find it"
+    )
     func importedTopologyMatchesTheCode() async throws {
         let topology = MigrationBrokerTopology().declarations
         let expected = try DeployExpectedTopology(topology)
@@ -92,10 +95,14 @@ struct DeployDefinitionsTests {
             // Read the broker before any program declares anything, so the import alone is judged.
             try await deployment.expectState(expected)
 
-            for role in [DeployRole.producer, .worker, .aggregator] {
+            #expect(
+                try await deployment.refusal(of: .declareTopology, as: .producer) == nil,
+                "the producer could not declare the topology over the imported definitions")
+            // Workers and the aggregator run with --topology check (deploy/): passive declares only.
+            for role in [DeployRole.worker, .aggregator] {
                 #expect(
-                    try await deployment.refusal(of: .declareTopology, as: role) == nil,
-                    "\(role.rawValue) could not declare the topology over the imported definitions")
+                    try await deployment.refusal(of: .checkTopology, as: role) == nil,
+                    "\(role.rawValue) could not check the topology over the imported definitions")
             }
             try await deployment.expectState(expected)
 
@@ -129,18 +136,20 @@ struct DeployDefinitionsTests {
             (.worker, toParked, true),
             (.worker, toWork, false),
             (.worker, .consume(results), false),
-            // Known and documented: binding the parked queue needs read on the parked exchange, and
-            // permissions cannot tell an exchange from a queue of the same name (deploy/README.md).
-            (.worker, .consume(parked), true),
+            (.worker, .consume(parked), false),
             (.worker, .consume(retry), false),
+            (.worker, .checkTopology, true),
+            (.worker, .declareTopology, false),
             (.worker, .declareQueue("jsm.rogue"), false),
             (.aggregator, .consume(results), true),
             (.aggregator, toWork, true),
             (.aggregator, toParked, true),
             (.aggregator, .consume(work.queueName), false),
-            (.aggregator, .consume(parked), true),
+            (.aggregator, .consume(parked), false),
             (.aggregator, toDefault, false),
             (.aggregator, toRetry, false),
+            (.aggregator, .checkTopology, true),
+            (.aggregator, .declareTopology, false),
             (.aggregator, .declareQueue("jsm.rogue"), false),
             (.monitoring, .queueCounts(work.queueName), true),
             (.monitoring, .declareTopology, false),
@@ -174,6 +183,44 @@ struct DeployDefinitionsTests {
     }
 }
 
+extension DeployDefinitionsTests {
+    @Test("worker processes migrate as jsm-worker with --topology check over the imported definitions")
+    func workersRunUnderTheirRole() async throws {
+        try await DeployImport.with { deployment in
+            // The producer and the aggregator run in the test process as the admin user.
+            try await deployment.grantAdmin()
+            var configuration = LocalWorld.Configuration(
+                directory: FileManager.default.temporaryDirectory.appendingPathComponent(deployment.vhost).path,
+                users: 400, seed: 13, workers: 2, workerConcurrency: 2, executable: EndToEnd.executable,
+                environment: EndToEnd.environment.merging(["AMQP_URL": try deployment.url(as: .worker)]) { _, new in
+                    new
+                })
+            configuration.workerArguments = ["--log-level", "warning", "--topology", "check"]
+            let directory = configuration.directory
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var admin = deployment.broker
+            admin.virtualHost = deployment.vhost
+            let verdict = try await LocalWorld.run(configuration, logger: EndToEnd.logger) { world in
+                let connection = try await AMQPConnection.connect(admin, logger: EndToEnd.logger)
+                do {
+                    let projects = try await world.source.withSource { try await $0.projects().map(\.key) }
+                    let verdict = try await world.migrate(
+                        world.request("deploy", projects: projects, batchSize: 60), connection: connection,
+                        timeout: .seconds(240)
+                    ).verdict
+                    await connection.close()
+                    return verdict
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            }
+            #expect(verdict.reconciled && verdict.repliesMatchLedger)
+            #expect(verdict.tally.batches.count == verdict.batchStates[.done, default: 0])
+        }
+    }
+}
+
 // MARK: The four roles and what the tests try as each
 
 /// The users of deploy/rabbitmq/definitions.json, one per component.
@@ -190,6 +237,7 @@ enum DeployRole: String, CaseIterable, Sendable {
 /// One broker operation a component performs (or must not be able to perform).
 enum DeployProbe: CustomStringConvertible, Sendable {
     case declareTopology
+    case checkTopology
     case declare(AMQPTopology)
     case declareQueue(String)
     case consume(String)
@@ -199,6 +247,7 @@ enum DeployProbe: CustomStringConvertible, Sendable {
     var description: String {
         switch self {
         case .declareTopology: "declare the migration topology"
+        case .checkTopology: "check the migration topology by passive declares"
         case .declare: "declare a topology"
         case .declareQueue(let name): "declare queue \(name)"
         case .consume(let queue): "consume from \(queue)"
@@ -464,6 +513,34 @@ struct DeployImport: Sendable {
 
     func user(_ role: DeployRole) -> String { role.rawValue + userSuffix }
 
+    /// The role's AMQP URL for the vhost, password included (a test process's environment only).
+    func url(as role: DeployRole) throws -> String {
+        var components = URLComponents()
+        components.scheme = broker.tls == nil ? "amqp" : "amqps"
+        components.host = broker.host
+        components.port = broker.port
+        components.user = user(role)
+        components.password = passwords[role]
+        components.percentEncodedPath = "/" + vhost
+        guard let url = components.string else { throw DeployTestFailure("cannot build the URL of \(role)") }
+        return url
+    }
+
+    /// Full rights on the vhost for the admin user, who runs the in-process producer and aggregator.
+    func grantAdmin() async throws {
+        var request = HTTPClientRequest(url: "\(admin.baseURL)/api/permissions/\(vhost)/\(admin.user)")
+        request.method = .PUT
+        request.headers.add(
+            name: "Authorization",
+            value: "Basic " + Data("\(admin.user):\(admin.password)".utf8).base64EncodedString())
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: #"{"configure":".*","write":".*","read":".*"}"#))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw DeployTestFailure("granting the admin user vhost \(vhost) answered \(response.status.code)")
+        }
+    }
+
     /// The role's management API client.
     func management(as role: DeployRole) -> DeployManagement {
         DeployManagement(baseURL: admin.baseURL, user: user(role), password: passwords[role] ?? "")
@@ -507,6 +584,8 @@ struct DeployImport: Sendable {
             switch probe {
             case .declareTopology:
                 try await connection.declare(MigrationBrokerTopology().declarations)
+            case .checkTopology:
+                try await connection.check(MigrationBrokerTopology().declarations)
             case .declare(let topology):
                 try await connection.declare(topology)
             case .declareQueue(let name):

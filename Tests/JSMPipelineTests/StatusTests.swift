@@ -76,6 +76,24 @@ extension EndToEndTests {
     }
 }
 
+extension EndToEndTests {
+    @Test("--topology check refuses to start on a broker without the topology, and says how to declare it")
+    func topologyCheckNamesTheMissingTopology() async throws {
+        try await EndToEnd.withWorld(users: 50, workers: 0) { world, _ in
+            let empty = "jsm-e2e-empty-\(UInt32.random(in: 0...UInt32.max))"
+            let url = try await EndToEnd.createVhost(empty)
+            let run = try await EndToEnd.runCommand(
+                ["aggregator", "--topology", "check", "--ledger", world.ledgerLocation.description],
+                environment: world.environment.merging(["AMQP_URL": url]) { _, new in new })
+            try await EndToEnd.deleteVhost(empty)
+            #expect(run.status != 0)
+            #expect(
+                run.error.contains("broker topology is missing") && run.error.contains("jsm-migrate broker declare"),
+                "\(run.error)")
+        }
+    }
+}
+
 /// The parts of `jsm-migrate status --json` this test reads.
 private struct StatusReport: Decodable {
     let queues: [StatusQueue]

@@ -226,6 +226,12 @@ final class RabbitSession {
         try checkLastReply("declaring queue '\(queue.name)'", channel: channel)
     }
 
+    func declarePassive(exchange: String, channel: UInt16) throws(AMQPError) {
+        defer { arena.reset() }
+        amqp_exchange_declare(state, channel, arena.bytes(exchange), arena.bytes(""), 1, 0, 0, 0, amqp_empty_table)
+        try checkLastReply("looking up exchange '\(exchange)'", channel: channel)
+    }
+
     func declarePassive(queue: String, channel: UInt16) throws(AMQPError) -> QueueCounts {
         defer { arena.reset() }
         let ok = amqp_queue_declare(state, channel, arena.bytes(queue), 1, 0, 0, 0, amqp_empty_table)

@@ -185,7 +185,7 @@ final class ConnectionLoop {
             consumers[request.id] = consumer
             guard case .connected = phase else { return }
             do { try subscribe(consumer) } catch { connectionFailed(error) }
-        case .declare, .queueCounts, .deleteQueue, .purgeQueue, .deleteExchange:
+        case .declare, .checkTopology, .queueCounts, .deleteQueue, .purgeQueue, .deleteExchange:
             guard case .connected = phase, let session else { return deferred.append(command) }
             do {
                 try perform(command, on: session)
@@ -210,6 +210,10 @@ final class ConnectionLoop {
         case .declare(let topology, let continuation):
             try declare(topology, on: session)
             if !topologies.contains(topology) { topologies.append(topology) }
+            continuation.resume()
+        case .checkTopology(let topology, let continuation):
+            for exchange in topology.exchanges { try session.declarePassive(exchange: exchange.name, channel: channel) }
+            for queue in topology.queues { _ = try session.declarePassive(queue: queue.name, channel: channel) }
             continuation.resume()
         case .queueCounts(let queue, let continuation):
             continuation.resume(returning: try session.declarePassive(queue: queue, channel: channel))

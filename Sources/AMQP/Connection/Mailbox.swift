@@ -5,6 +5,7 @@ import Synchronization
 /// A request for the connection thread, with the continuation that receives its answer.
 enum Command: Sendable {
     case declare(AMQPTopology, CheckedContinuation<Void, any Error>)
+    case checkTopology(AMQPTopology, CheckedContinuation<Void, any Error>)
     case queueCounts(String, CheckedContinuation<QueueCounts, any Error>)
     case deleteQueue(String, CheckedContinuation<UInt32, any Error>)
     case purgeQueue(String, CheckedContinuation<UInt32, any Error>)
@@ -22,6 +23,7 @@ enum Command: Sendable {
     func fail(_ error: AMQPError) {
         switch self {
         case .declare(_, let c): c.resume(throwing: error)
+        case .checkTopology(_, let c): c.resume(throwing: error)
         case .queueCounts(_, let c): c.resume(throwing: error)
         case .deleteQueue(_, let c): c.resume(throwing: error)
         case .purgeQueue(_, let c): c.resume(throwing: error)
