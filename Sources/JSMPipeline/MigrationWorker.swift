@@ -112,7 +112,8 @@ public struct MigrationWorker: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
             for try await delivery in consumer {
-                if running >= limit {
+                // Checked before and after waiting for a free slot: a shutdown may begin meanwhile.
+                if !drain.isStopping, running >= limit {
                     try await group.next()
                     running -= 1
                 }
