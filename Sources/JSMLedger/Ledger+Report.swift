@@ -199,6 +199,8 @@ public struct MigrationProgress: Sendable, Hashable {
     public let recentItems: Int
     /// The window, in milliseconds.
     public let windowMilliseconds: Int64
+    /// Pending batches whose last attempt failed (waiting in a delayed-retry queue, or redelivered).
+    public let retrying: Int
 }
 
 extension Ledger {
@@ -230,9 +232,15 @@ extension Ledger {
                 SELECT COUNT(*), COALESCE(SUM(identity_count), 0) FROM ledger_batches
                 WHERE migration_id = $1 AND state = 'done' AND completed_at_ms >= $2
                 """, [.text(migrationId), .int(since)])
+            let retrying = try await session.first(
+                """
+                SELECT COUNT(*) FROM ledger_batches
+                WHERE migration_id = $1 AND state = 'pending' AND last_error IS NOT NULL
+                """, [.text(migrationId)])
             return MigrationProgress(
                 batches: batches, items: items, recentBatches: Int(try recent?.int(0) ?? 0),
-                recentItems: Int(try recent?.int(1) ?? 0), windowMilliseconds: window)
+                recentItems: Int(try recent?.int(1) ?? 0), windowMilliseconds: window,
+                retrying: Int(try retrying?.int(0) ?? 0))
         }
     }
 }

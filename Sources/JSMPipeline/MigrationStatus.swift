@@ -148,8 +148,8 @@ public struct MigrationStatus: Sendable, Hashable {
             )
             lines.append(
                 "  \(bar) \(ended)/\(total) items; batches: \(batches[.done, default: 0]) done, "
-                    + "\(batches[.pending, default: 0]) pending, \(batches[.parked, default: 0]) parked, "
-                    + "\(batches[.discarded, default: 0]) discarded")
+                    + "\(batches[.pending, default: 0]) pending (\(line.progress.retrying) retrying after a failure), "
+                    + "\(batches[.parked, default: 0]) parked, \(batches[.discarded, default: 0]) discarded")
             lines.append(String(format: "  rate %.0f items/s over the last minute; ", line.rate) + eta)
             if batches[.parked, default: 0] > 0 {
                 lines.append("  parked batches: jsm-migrate failed list --migration \(line.migration.id)")
@@ -168,6 +168,7 @@ public struct MigrationStatus: Sendable, Hashable {
             let itemsEnded: Int
             let ratePerSecond: Double
             let etaSeconds: Int?
+            let retrying: Int
         }
         let queues: [QueueStatus]
         let migrations: [Migration]
@@ -185,7 +186,7 @@ public struct MigrationStatus: Sendable, Hashable {
                     batches: Dictionary(
                         uniqueKeysWithValues: line.progress.batches.map { ($0.key.rawValue, $0.value) }),
                     itemsTotal: line.itemsTotal, itemsEnded: line.itemsEnded, ratePerSecond: line.rate.rounded(),
-                    etaSeconds: line.etaSeconds)
+                    etaSeconds: line.etaSeconds, retrying: line.progress.retrying)
             }, managementError: managementError)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
