@@ -216,5 +216,22 @@ enum LedgerSchema {
                 )
                 """,
             ]),
+        SchemaMigration(
+            version: 4, name: "scope indexes hold only the rows they serve, so claims write two b-trees fewer",
+            statements: [
+                // Claims insert rows without a batch, and `all` claims without a first project: those
+                // rows are never looked up by these indexes (queries compare the column with `=`, which
+                // implies IS NOT NULL on both SQLite and PostgreSQL), so they need no entry.
+                "DROP INDEX ledger_scope_batch",
+                """
+                CREATE INDEX ledger_scope_batch ON ledger_scope (migration_id, batch_id, normalized_email, user_key)
+                WHERE batch_id IS NOT NULL
+                """,
+                "DROP INDEX ledger_scope_first_project",
+                """
+                CREATE INDEX ledger_scope_first_project ON ledger_scope (migration_id, first_project_id)
+                WHERE first_project_id IS NOT NULL
+                """,
+            ]),
     ]
 }
