@@ -93,6 +93,13 @@ struct StartCommand: AsyncParsableCommand {
                         ).predict(definition)
                         print("dry run of \(migration): nothing recorded, nothing published")
                         print(TotalsTable.render(predicted.byCategory))
+                        if groups {
+                            // Group outcomes need the site's groups and members, which a read-only
+                            // run does not look up yet: say so rather than print partial totals.
+                            print(
+                                "groups\(groupMembership ? " and memberships" : ""): not predicted by a dry run "
+                                    + "(the identity totals above are exact)")
+                        }
                         return
                     }
                     // Validate before touching the broker, so a refused migration publishes nothing.
