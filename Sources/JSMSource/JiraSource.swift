@@ -150,6 +150,13 @@ public struct JiraSource: Sendable {
     /// both backends accept far more parameters, this keeps statements a reasonable size).
     public static let maximumKeysPerLookup = 1_000
 
+    /// The most characters of `cwd_user.display_name` the adapter reads. A display name is
+    /// cosmetic and Atlassian accepts at most 255 characters, so a longer one is refused by the
+    /// site whatever its length (the identity is rejected `site_refused` and reported); reading
+    /// only this much keeps a damaged or hostile row (megabytes of name) from inflating the
+    /// claims, the ledger and the batch messages towards the broker's message size limit.
+    public static let displayNameCharacterLimit = 1_024
+
     /// User memberships naming a user `cwd_user` lacks: they belong to no classified identity, so
     /// they are reported here, with the user key their `lower_child_name` resolves to (or that name)
     /// so the row can be found. Nested memberships naming missing groups are in the classifier's
@@ -273,7 +280,8 @@ public struct JiraSource: Sendable {
     /// One row per directory user and user membership, in the column order ``UserRowGrouper`` reads.
     static func userRowsSelect(_ source: JiraSource) -> String {
         "SELECT CAST(u.id AS BIGINT), CAST(u.directory_id AS BIGINT), u.user_name, u.lower_user_name, "
-            + "CAST(u.active AS BIGINT), u.display_name, u.email_address, CAST(a.id AS BIGINT), a.user_key, "
+            + "CAST(u.active AS BIGINT), SUBSTR(u.display_name, 1, \(displayNameCharacterLimit)), u.email_address, "
+            + "CAST(a.id AS BIGINT), a.user_key, "
             + "CAST(m.id AS BIGINT), CAST(m.parent_id AS BIGINT), CAST(m.directory_id AS BIGINT) "
             + "FROM \(source.t("cwd_user")) AS u "
             + "LEFT JOIN \(source.t("app_user")) AS a ON a.lower_user_name = u.lower_user_name "

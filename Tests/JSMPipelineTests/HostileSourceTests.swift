@@ -5,6 +5,7 @@ import JSMDomain
 import JSMLedger
 import JSMLocalRun
 import JSMPipeline
+import JSMSource
 import Testing
 
 /// What the rules of DESIGN.md give one hostile source row.
@@ -153,7 +154,8 @@ extension EndToEndTests {
             try await Self.appendHostileRows(to: sourcePath)
             let projects = try await world.source.withSource { try await $0.projects().map(\.key) }
             let request = world.request(
-                "hostile", projects: projects, scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
+                "hostile", projects: projects,
+                scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
                 batchSize: 200)
             let (_, verdict) = try await world.migrate(request, connection: connection, timeout: .seconds(600))
             #expect(verdict.reconciled && verdict.repliesMatchLedger && verdict.totals.invariantHolds)
@@ -180,7 +182,28 @@ extension EndToEndTests {
                 }
             }
             #expect(!FileManager.default.fileExists(atPath: "/tmp/jsm-corpus-pwned"))
+            // Each rejected or former row is a reported row of the requires-attention CSV, with its reason.
+            let attentionPath = (world.directory as NSString).appendingPathComponent("attention.csv")
+            try await ReportExports.writeAttention(ledger: world.ledger, migrationId: "hostile", to: attentionPath)
+            let attention = CSV.parse(try String(contentsOfFile: attentionPath, encoding: .utf8))
+            #expect(attention.first == ReportExports.attentionHeader)
+            for row in HostileCorpus.rows {
+                // key, category, outcome, flags, reason, cloud_id, batch_id
+                let record = attention.first { $0.first == row.userKey }
+                switch row.expected {
+                case .created: #expect(record == nil, "\(row.userKey) needs no attention")
+                case .rejected(let reason):
+                    #expect(record?[2] == "rejected" && record?[4] == reason, "\(row.userKey): \(record ?? [])")
+                case .former: #expect(record?[2] == "former", "\(row.userKey): \(record ?? [])")
+                }
+            }
             #expect(!accounts.contains { $0.emailAddress == "huge.name@example.com" })
+            // The 5 MB name travelled as its first 1,024 characters: claims, ledger and batch
+            // messages stay small whatever the source holds.
+            let batched = try await EndToEnd.scope(world.ledger, "hostile")
+            let huge = try #require(batched.first { $0.userKey == "JIRAUSER8000022" })
+            #expect(huge.displayName.count == JiraSource.displayNameCharacterLimit)
+            #expect(batched.allSatisfy { $0.displayName.utf8.count <= 4 * JiraSource.displayNameCharacterLimit })
 
             // 10,000 identities of one mailbox: one batch, one account, one primary, the rest merged into it.
             let shared = HostileCorpus.sharedRows.compactMap { mappings[$0.userKey] }
@@ -190,7 +213,9 @@ extension EndToEndTests {
             #expect(sharedAccounts.first?.displayName == "Shared 0", "the primary is the smallest user key")
             #expect(shared.allSatisfy { $0.accountId == sharedAccounts.first?.accountId })
             #expect(shared.filter { $0.outcome == .created }.count == 1)
-            #expect(shared.filter { $0.outcome == .linked && $0.flags.contains(.merged) }.count == HostileCorpus.sharedCount - 1)
+            #expect(
+                shared.filter { $0.outcome == .linked && $0.flags.contains(.merged) }.count == HostileCorpus.sharedCount
+                    - 1)
             let sharedBatches = Set(shared.map(\.batchId))
             #expect(sharedBatches.count == 1, "one email is never split across batches")
 
