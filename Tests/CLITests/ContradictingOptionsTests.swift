@@ -15,7 +15,10 @@ struct ContradictingOptionsTests {
         "each contradiction gets one error naming it",
         arguments: [
             (["--group-membership"], "--group-membership needs --groups"),
-            (["--include-requestless", "--customers", "related"], "--include-requestless only applies with --customers all"),
+            (
+                ["--include-requestless", "--customers", "related"],
+                "--include-requestless only applies with --customers all"
+            ),
             (["--batch-size", "0"], "--batch-size must be 1...10000"),
             (["--batch-size", "10001"], "--batch-size must be 1...10000"),
             (["--invalid-email", "ignore"], "--invalid-email"),
@@ -40,7 +43,10 @@ struct ContradictingOptionsTests {
 
     @Test(
         "worker limits out of range are refused",
-        arguments: [(["--concurrency", "0"], "--concurrency must be 1...256"), (["--max-attempts", "0"], "--max-attempts must be 1...100")]
+        arguments: [
+            (["--concurrency", "0"], "--concurrency must be 1...256"),
+            (["--max-attempts", "0"], "--max-attempts must be 1...100"),
+        ]
             as [([String], String)])
     func workerLimits(_ extra: [String], _ message: String) throws {
         let run = try CommandRun.jsmMigrate(

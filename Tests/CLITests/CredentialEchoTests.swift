@@ -9,11 +9,14 @@ struct CredentialEchoTests {
     static let canary = "Canary-\(UInt32.random(in: 100_000...999_999))-secret"
 
     /// One line of standard error naming the cause, and not the canary anywhere.
-    private func expectCleanError(_ run: CommandRun, naming cause: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectCleanError(
+        _ run: CommandRun, naming cause: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(run.failedCleanly, "\(run.standardError)", sourceLocation: sourceLocation)
         #expect(run.standardError.contains(cause), "\(run.standardError)", sourceLocation: sourceLocation)
         #expect(!run.standardError.contains(Self.canary), "the error echoes the secret", sourceLocation: sourceLocation)
-        #expect(!run.standardOutput.contains(Self.canary), "the output echoes the secret", sourceLocation: sourceLocation)
+        #expect(
+            !run.standardOutput.contains(Self.canary), "the output echoes the secret", sourceLocation: sourceLocation)
     }
 
     @Test("a password in AMQP_URL is not in the error when the broker is unreachable")
@@ -53,7 +56,8 @@ struct CredentialEchoTests {
         let url = try #require(ProcessInfo.processInfo.environment["AMQP_URL"], "AMQP_URL must be set")
         var components = try #require(URLComponents(string: url))
         components.password = Self.canary
-        let run = try CommandRun.jsmMigrate(["broker", "queues"], environment: ["AMQP_URL": try #require(components.string)])
+        let run = try CommandRun.jsmMigrate(
+            ["broker", "queues"], environment: ["AMQP_URL": try #require(components.string)])
         expectCleanError(run, naming: "authenticationFailed")
     }
 
@@ -76,7 +80,9 @@ struct CredentialEchoTests {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let source = folder.appendingPathComponent("jira.sqlite").path
-        let generated = try CommandRun.jsmMigrate(["generate-source", "--users", "10", "--seed", "1", "--sqlite", source])
+        let generated = try CommandRun.jsmMigrate([
+            "generate-source", "--users", "10", "--seed", "1", "--sqlite", source,
+        ])
         #expect(generated.status == 0, "\(generated.standardError)")
         // The source and the ledger open; the site's preflight is what fails, with the token in hand.
         let run = try CommandRun.jsmMigrate(
@@ -91,7 +97,8 @@ struct CredentialEchoTests {
     @Test(
         "--help of every command prints no credential from the environment",
         arguments: [
-            "start", "worker", "aggregator", "report", "verify", "failed", "status", "broker", "demo", "generate-source",
+            "start", "worker", "aggregator", "report", "verify", "failed", "status", "broker", "demo",
+            "generate-source",
             "cloud-site",
         ])
     func help(command: String) throws {

@@ -32,7 +32,8 @@ extension EndToEndTests {
                 poison.count, from: MigrationTopology.parkedQueue, connection: connection, within: .seconds(120))
             let byMessageId = Dictionary(parked.map { ($0.properties.messageId ?? "", $0) }) { first, _ in first }
             for item in poison {
-                let copy = try #require(byMessageId[item.message.properties.messageId ?? ""], "\(item.name) was not parked")
+                let copy = try #require(
+                    byMessageId[item.message.properties.messageId ?? ""], "\(item.name) was not parked")
                 #expect(
                     copy.properties.headers[HeaderName.parkReason]?.stringValue == item.reason.rawValue, "\(item.name)")
                 #expect(copy.properties.headers[HeaderName.parkError]?.stringValue?.isEmpty == false, "\(item.name)")

@@ -12,7 +12,8 @@ extension EndToEndTests {
     )
     func noSecretsOrEmailsInLogs() async throws {
         let environment = EndToEnd.environment
-        let amqpPassword = try #require(environment["AMQP_PASSWORD"], "AMQP_PASSWORD must be set by scripts/services.sh")
+        let amqpPassword = try #require(
+            environment["AMQP_PASSWORD"], "AMQP_PASSWORD must be set by scripts/services.sh")
         let postgresPassword = try #require(environment["POSTGRES_PASSWORD"], "POSTGRES_PASSWORD must be set")
         try await withLedgerLocation(.postgres) { ledgerLocation in
             let ledger = try #require(ledgerLocation)
@@ -39,7 +40,8 @@ extension EndToEndTests {
                 runs.append(("start", start))
                 #expect(start.status == 0, "\(start.error)")
                 let aggregator = try await Self.run(
-                    ["aggregator", "--migration", "quiet"] + common, environment: world.environment, limit: .seconds(300))
+                    ["aggregator", "--migration", "quiet"] + common, environment: world.environment,
+                    limit: .seconds(300))
                 runs.append(("aggregator", aggregator))
                 #expect(aggregator.output.contains("RECONCILED"), "\(aggregator.output)\(aggregator.error)")
                 let attention = (world.directory as NSString).appendingPathComponent("attention.csv")
@@ -77,7 +79,8 @@ extension EndToEndTests {
                         #expect(!text.contains(value), "\(name) contains \(secret)")
                     }
                     let leaked = Self.emails(emails, foundIn: text)
-                    #expect(leaked.isEmpty, "\(name) contains \(leaked.count) source emails, e.g. \(leaked.first ?? "")")
+                    #expect(
+                        leaked.isEmpty, "\(name) contains \(leaked.count) source emails, e.g. \(leaked.first ?? "")")
                 }
 
                 // The search itself finds emails where they are: the site's own listing holds the
@@ -128,7 +131,7 @@ extension EndToEndTests {
                 directory: FileManager.default.temporaryDirectory.appendingPathComponent(vhost).path, users: 800,
                 seed: 11, workers: 0, workerConcurrency: 2, executable: EndToEnd.executable,
                 environment: EndToEnd.environment.merging(["AMQP_URL": amqpURL]) { _, new in new }, ledger: ledger,
-                siteRequestsPerSecond: 400)
+                siteRequestsPerSecond: 150)
             try await LocalWorld.run(configuration, logger: EndToEnd.logger) { world in
                 let connection = try await AMQPConnection.connect(try AMQPConfiguration(url: amqpURL))
                 do {
