@@ -62,11 +62,12 @@ struct IdentityBatchProcessor: Sendable {
             }
             identities.append(identity)
         }
+        let policies = try MigrationPolicies.required(by: batch.options, batchId: batchId)
         guard !batch.targetSiteID.isEmpty else {
             throw RPCEnvelope.Unusable(reason: .invalidMessage, detail: "batch \(batchId) names no target site")
         }
         let prior = try await ledger.priorMappings(siteId: batch.targetSiteID, userKeys: identities.map(\.userKey))
-        let plan = BatchPlan(identities: identities, priorMappings: prior, policies: MigrationPolicies(batch.options))
+        let plan = BatchPlan(identities: identities, priorMappings: prior, policies: policies)
         var settled = plan.settled.map { decided in
             // A follower of an already-migrated primary links to the primary's account (in the action).
             var account = prior[decided.identity.userKey]?.account
@@ -180,5 +181,38 @@ struct IdentityBatchProcessor: Sendable {
         }
         result.results = rows
         return result
+    }
+}
+
+extension MigrationPolicies {
+    /// The policies of an identity batch, which a worker acts on for every identity. proto-docs
+    /// requires both to be set, and an older worker meeting a value from a newer producer must
+    /// park the batch (`invalid-message`) rather than guess: guessing `block` for an unknown
+    /// policy would reject identities the operator meant to migrate, and commit that to the ledger.
+    static func required(by options: JSMMigrationOptions, batchId: String) throws(RPCEnvelope.Unusable)
+        -> MigrationPolicies
+    {
+        let invalidEmail: InvalidEmailPolicy
+        switch options.invalidEmail {
+        case .block: invalidEmail = .block
+        case .former: invalidEmail = .former
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCEnvelope.Unusable(
+                reason: .invalidMessage,
+                detail:
+                    "batch \(batchId): invalid_email policy \(options.invalidEmail) is unset or unknown to this worker")
+        }
+        let duplicateEmail: DuplicateEmailPolicy
+        switch options.duplicateEmail {
+        case .merge: duplicateEmail = .merge
+        case .block: duplicateEmail = .block
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCEnvelope.Unusable(
+                reason: .invalidMessage,
+                detail:
+                    "batch \(batchId): duplicate_email policy \(options.duplicateEmail) is unset or unknown to this worker"
+            )
+        }
+        return MigrationPolicies(invalidEmail: invalidEmail, duplicateEmail: duplicateEmail)
     }
 }

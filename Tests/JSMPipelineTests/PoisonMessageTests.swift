@@ -42,6 +42,9 @@ extension EndToEndTests {
                 #expect(copy.properties.type == item.message.properties.type, "\(item.name)")
                 #expect(copy.properties.correlationId == item.message.properties.correlationId, "\(item.name)")
             }
+            // Parked before any site call: none of the poison's people got an account.
+            let accounts = try await EndToEnd.siteAccounts(world.site)
+            #expect(!accounts.contains { $0.emailAddress.hasPrefix("poison.person.") })
             // Back to the parked queue: they wait there for an operator, as in production.
             for delivery in parked { delivery.nack(requeue: true) }
             #expect(world.workers.exited.isEmpty, "a poison message took a worker down: see worker-*.log")
@@ -63,6 +66,69 @@ extension EndToEndTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(ready == poison.count)
+        }
+    }
+
+    @Test("a real batch carrying a policy value from a newer producer is parked, not guessed: no account, no mapping")
+    func unknownPolicyIsParked() async throws {
+        try await EndToEnd.withWorld(users: 600, workers: 0) { world, connection in
+            // Migrating in advance: the producer cuts and publishes the identity batches itself.
+            let request = world.request(
+                "newer-policy", projects: [], scope: ScopeOptions(customers: .all, users: .all), batchSize: 100)
+            _ = try await world.source.withSource { jira in
+                try await MigrationProducer(ledger: world.ledger, source: jira).start(request, connection: connection)
+            }
+            // A newer producer's batch: the same batch with an invalid-email policy this worker
+            // does not know, in place of the original (acked once the replacement is confirmed).
+            let consumer = try await connection.consume(queue: RPCMethod.migrateIdentities.queueName, prefetch: 1)
+            var iterator = consumer.makeAsyncIterator()
+            let original = try #require(try await iterator.next())
+            var batch = try JSMIdentityBatch(serializedBytes: original.body)
+            batch.options.invalidEmail = .UNRECOGNIZED(7)
+            try await connection.publish(
+                OutboundMessage(
+                    exchange: MigrationTopology.workExchange, routingKey: original.routingKey,
+                    body: try batch.serializedBytes(), properties: original.properties))
+            original.ack()
+            // The next delivery (prefetch 1) proves the broker took the ack; it goes straight back.
+            let next = try #require(try await iterator.next())
+            next.nack(requeue: true)
+            consumer.cancel()
+
+            let workers = try world.spawnWorkers(2, executable: EndToEnd.executable, namePrefix: "older")
+            let verdict = try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
+                group.addTask {
+                    try await MigrationAggregator(ledger: world.ledger).run(
+                        connection: connection, until: "newer-policy", checkInterval: .seconds(1))
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(180))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+            #expect(workers.exited.isEmpty, "a worker exited: see older-*.log")
+            await workers.terminate()
+            let finished = try #require(verdict, "the aggregator did not finish in time")
+            #expect(
+                finished.batchStates[.parked] == 1 && finished.state == .incomplete,
+                "\(finished.batchStates) \(finished.state) \(finished.totals.overall)")
+            let parked = try #require(try await world.ledger.failedBatches(migrationId: "newer-policy").first)
+            #expect(parked.batchId == batch.header.batchID)
+            #expect(parked.lastError?.contains("invalid_email policy") == true, "\(parked.lastError ?? "")")
+            // Nothing was guessed: no mapping row and no new account for any identity of the batch.
+            let seeded = Set(world.sample.siteAccounts.map(\.email.value))
+            let accounts = Set(try await EndToEnd.siteAccounts(world.site).map(\.emailAddress))
+            #expect(!batch.identities.isEmpty)
+            for identity in batch.identities {
+                let mapping = try await world.ledger.mapping(
+                    siteId: world.siteLocation.siteId, userKey: identity.userKey)
+                #expect(mapping == nil, "\(identity.userKey) was decided under a policy the worker does not know")
+                if !seeded.contains(identity.normalizedEmail) {
+                    #expect(!accounts.contains(identity.normalizedEmail), "\(identity.userKey) got an account")
+                }
+            }
         }
     }
 
@@ -122,7 +188,27 @@ extension EndToEndTests {
         json.properties.contentType = "application/json"
         json.properties.messageId = "poison-content-type"
 
+        // Decodable batches that break the contract: a policy value from a newer producer, an
+        // unset policy, an identity of no known kind, and headers that disagree with the body.
+        func variant(_ batchId: String, _ change: (inout JSMIdentityBatch) -> Void) throws -> OutboundMessage {
+            let header = JSMMessageHeader(migrationID: "poison", batchID: batchId)
+            var body = Self.identityBatch(header: header)
+            change(&body)
+            var message = try RPCEnvelope.request(.migrateIdentities, header: header, body: body)
+            message.properties.messageId = "poison-\(batchId)"
+            return message
+        }
+        let futurePolicy = try variant("identities-1") { $0.options.invalidEmail = .UNRECOGNIZED(7) }
+        let unsetPolicy = try variant("identities-2") { $0.options.duplicateEmail = .unspecified }
+        let unknownKind = try variant("identities-3") { $0.identities[3].kind = .UNRECOGNIZED(9) }
+        var otherMigration = try variant("identities-4") { _ in }
+        otherMigration.properties.headers[HeaderName.migrationID] = .string("another-migration")
+
         return [
+            PoisonMessage(name: "a policy value from a newer schema", message: futurePolicy, reason: .invalidMessage),
+            PoisonMessage(name: "an unset policy", message: unsetPolicy, reason: .invalidMessage),
+            PoisonMessage(name: "an identity of unknown kind", message: unknownKind, reason: .invalidMessage),
+            PoisonMessage(name: "headers disagreeing with the body", message: otherMigration, reason: .invalidMessage),
             PoisonMessage(name: "random bytes", message: randomBytes, reason: .undecodable),
             PoisonMessage(name: "truncated protobuf", message: truncated, reason: .undecodable),
             PoisonMessage(name: "future schema version", message: future, reason: .unsupportedSchemaVersion),
