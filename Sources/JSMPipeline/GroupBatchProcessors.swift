@@ -156,7 +156,10 @@ struct MembershipBatchProcessor: Sendable {
         } catch let error as CloudSiteError where error.refusesTheItem {
             logger.warning(
                 "site refused a membership",
-                metadata: ["user_key": "\(pair.userKey)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
+                metadata: [
+                    "user_key": "\(LogRedaction.identifier(pair.userKey))", "status": "\(error.status ?? 0)",
+                    "code": "\(error.code)",
+                ])
             return ended(.rejected, "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
         }
     }

@@ -58,7 +58,9 @@ struct IdentityBatchProcessor: Sendable {
             guard let identity = ServerIdentity(message), !message.userKey.isEmpty else {
                 throw RPCEnvelope.Unusable(
                     reason: .invalidMessage,
-                    detail: "batch \(batchId): identity '\(message.userKey)' has no user key or no known kind")
+                    detail:
+                        "batch \(batchId): identity '\(LogRedaction.identifier(message.userKey))' has no user key "
+                        + "or no known kind")
             }
             identities.append(identity)
         }
@@ -134,7 +136,10 @@ struct IdentityBatchProcessor: Sendable {
             // reported, the rest of the batch goes on. Other errors fail the batch (retried or parked).
             logger.warning(
                 "site refused an identity",
-                metadata: ["user_key": "\(primary.userKey)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
+                metadata: [
+                    "user_key": "\(LogRedaction.identifier(primary.userKey))", "status": "\(error.status ?? 0)",
+                    "code": "\(error.code)",
+                ])
             let refusal = "site refused: \(error.code) \(error.status.map(String.init) ?? "")"
             let members = [primary] + group.followers
             return members.map { member in

@@ -237,7 +237,10 @@ public struct MigrationProducer: Sendable {
                     if anomalies <= 20 {
                         logger.warning(
                             "source anomaly",
-                            metadata: ["user_key": "\(anomaly.userKey ?? "")", "detail": "\(anomaly)"])
+                            metadata: [
+                                "user_key": "\(LogRedaction.identifier(anomaly.userKey ?? ""))",
+                                "detail": "\(LogRedaction.text(anomaly.description))",
+                            ])
                     }
                 }
                 let identity = classified.identity

@@ -19,6 +19,7 @@ extension EndToEndTests {
             let ledger = try #require(ledgerLocation)
             try await Self.withDebugWorld(ledger: ledger) { world, connection in
                 let site = world.site
+                try await Self.appendPortalCustomers(to: world)
                 // A site that fails one customer's creation once: the retry path logs its error too.
                 try await EndToEnd.armSiteFaults(site, failures: 1, status: 500)
                 let workers = try world.spawnWorkers(
@@ -68,6 +69,9 @@ extension EndToEndTests {
                     #expect(text.contains("AMQP connection open"), "\(name) did not log at debug level")
                 }
 
+                // The portal customers were logged (masked): an anomaly by the producer, a refusal by a worker.
+                #expect(start.error.contains("user_key=0***@example.com"), "\(start.error)")
+                #expect(logs.contains { $0.0.hasPrefix("worker") && $0.1.contains("site refused an identity") })
                 let emails = try await Self.sourceEmails(world)
                 #expect(emails.count > 300, "the search needs the source's emails to look for")
                 let secrets = [
@@ -108,9 +112,47 @@ extension EndToEndTests {
                 if let normalized = classified.identity.email?.value, normalized.count >= 6 {
                     emails.insert(normalized)
                 }
+                // A portal customer's user name (and a legacy user key) is the address they signed up with.
+                for name in [classified.identity.userName, classified.identity.userKey] {
+                    if let email = NormalizedEmail(name), email.validity == .valid {
+                        emails.insert(name)
+                        emails.insert(email.value)
+                    }
+                }
             }
             return emails
         }
+    }
+
+    /// Portal customers whose user name and legacy user key are their email, sorted first so the
+    /// producer's anomaly log (its first 20) reaches them: one with no email (`missing_email`), one
+    /// without an `app_user` row (`missing_app_user`), and one whose over-long display name the
+    /// site refuses (a worker logs the refusal), referenced by a request so it is in scope.
+    static func appendPortalCustomers(to world: LocalWorld) async throws {
+        let path = (world.directory as NSString).appendingPathComponent("jira.sqlite")
+        let script = """
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1], timeout=60)
+            active = c.execute("SELECT id FROM cwd_directory WHERE active = 1 ORDER BY directory_position LIMIT 1").fetchone()[0]
+            project = c.execute("SELECT id FROM project WHERE projecttype = 'service_desk' ORDER BY id LIMIT 1").fetchone()[0]
+            issue = c.execute("SELECT COALESCE(MAX(id), 0) FROM jiraissue").fetchone()[0]
+            app = c.execute("SELECT COALESCE(MAX(id), 0) FROM app_user").fetchone()[0]
+            rows = [
+                (9000001, "0Portal.NoMail@Example.com", None, "No Mail", True),
+                (9000002, "0portal.orphan@example.com", "0portal.orphan@example.com", "Orphan", False),
+                (9000003, "0portal.longname@example.com", "0portal.longname@example.com", "L" * 300, True),
+            ]
+            for i, (uid, name, email, display, has_app_user) in enumerate(rows):
+                c.execute("INSERT INTO cwd_user (id, directory_id, user_name, lower_user_name, active, display_name, email_address, lower_email_address) VALUES (?,?,?,?,?,?,?,?)",
+                          (uid, active, name, name.lower(), 1, display, email, email.lower() if email else None))
+                if has_app_user:
+                    c.execute("INSERT INTO app_user (id, user_key, lower_user_name) VALUES (?,?,?)", (app + 1 + i, name.lower(), name.lower()))
+                issue += 1
+                c.execute("INSERT INTO jiraissue (id, project, reporter, creator, assignee) VALUES (?,?,?,?,?)", (issue, project, name.lower(), None, None))
+            c.commit()
+            """
+        let result = try await EndToEnd.runProcess(URL(fileURLWithPath: "/usr/bin/python3"), ["-c", script, path])
+        guard result.status == 0 else { throw HarnessFailure("could not add the portal customers: \(result.error)") }
     }
 
     /// The emails of `emails` that occur in `text` (the text lower-cased too, so that no spelling escapes).

@@ -1,0 +1,30 @@
+import Testing
+
+@testable import JSMPipeline
+
+/// User keys and names that are emails (portal customers, legacy keys) are masked in logs; other
+/// identifiers and sentences are logged unchanged.
+@Suite("Log redaction of identifiers")
+struct LogRedactionTests {
+    @Test(
+        "an identifier is masked only when it is an email",
+        arguments: [
+            ("JIRAUSER10203", "JIRAUSER10203"), ("ann.patel607", "ann.patel607"),
+            ("Ann.Patel@Example.com", "a***@example.com"), (" ann@example.com ", "a***@example.com"),
+            ("@nobody", "***"), ("", ""),
+        ])
+    func identifier(_ value: String, _ logged: String) {
+        #expect(LogRedaction.identifier(value) == logged)
+    }
+
+    @Test("every email inside a sentence is masked, the rest kept")
+    func text() {
+        #expect(
+            LogRedaction.text("cwd_user 'Ann@Example.com' in directory 1 has no email")
+                == "cwd_user 'a***@example.com' in directory 1 has no email")
+        #expect(
+            LogRedaction.text("missing_app_user (user key bob@example.com): cwd_user 'bob@example.com' has no row")
+                == "missing_app_user (user key b***@example.com): cwd_user 'b***@example.com' has no row")
+        #expect(LogRedaction.text("group 'cycle-b' (cwd_group 109)") == "group 'cycle-b' (cwd_group 109)")
+    }
+}
