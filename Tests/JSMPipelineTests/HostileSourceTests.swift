@@ -32,9 +32,11 @@ struct HostileRow {
     let userName: String?
     let email: String?
     let displayName: String?
+    /// `cwd_user.active`; `nil` writes NULL.
     var active: Int64? = 1
-    /// `nil`: NULL, not the active directory.
+    /// In the source's first active directory; `false` writes a NULL `directory_id`.
     var inActiveDirectory = true
+    /// Writes a NULL `lower_email_address` beside the email.
     var lowerEmailIsNull = false
     /// Referenced as the reporter of a request (needed for a former to be in scope).
     var reportsARequest = false
