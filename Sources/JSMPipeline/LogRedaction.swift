@@ -7,16 +7,16 @@ import JSMDomain
 /// legacy user key is the user name. Logs must not expose mailboxes by default, so an identifier
 /// or a detail sentence that holds one is logged with it masked (`a***@example.com`), the way
 /// ``NormalizedEmail`` prints itself; anything else is logged unchanged.
-enum LogRedaction {
+public enum LogRedaction {
     /// A user key or user name for a log line: itself, or masked when it is an email address.
-    static func identifier(_ value: String) -> String {
+    public static func identifier(_ value: String) -> String {
         guard value.contains("@") else { return value }
         return NormalizedEmail(value)?.masked ?? "***"
     }
 
     /// A sentence for a log line (an anomaly's detail, an error) with every word that holds an `@`
     /// masked; words end at blanks, quotes, brackets and commas.
-    static func text(_ value: String) -> String {
+    public static func text(_ value: String) -> String {
         guard value.contains("@") else { return value }
         var result = ""
         var word = ""

@@ -234,7 +234,9 @@ public actor MigrationAggregator {
                     do {
                         try await self.check(publisher: publisher)
                     } catch let error as LedgerError where error.isRetriable {
-                        self.logger.warning("ledger unavailable; next check later", metadata: ["error": "\(error)"])
+                        self.logger.warning(
+                            "ledger unavailable; next check later",
+                            metadata: ["error": "\(LogRedaction.text("\(error)"))"])
                     }
                     if let migrationId, let verdict = try await self.finishedVerdict(migrationId) { return verdict }
                 }
@@ -290,7 +292,8 @@ public actor MigrationAggregator {
             return nil
         } catch let error as LedgerError where error.isRetriable {
             // The ledger is briefly unavailable: the reply goes back and is counted later.
-            logger.warning("ledger unavailable; reply requeued", metadata: ["error": "\(error)"])
+            logger.warning(
+                "ledger unavailable; reply requeued", metadata: ["error": "\(LogRedaction.text("\(error)"))"])
             delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
             return nil

@@ -250,7 +250,8 @@ public struct MigrationWorker: Sendable {
         logger.error(
             "parking a message",
             metadata: [
-                "reason": "\(unusable.reason.rawValue)", "batch": "\(header.batchID)", "detail": "\(unusable.detail)",
+                "reason": "\(unusable.reason.rawValue)", "batch": "\(header.batchID)",
+                "detail": "\(LogRedaction.text(unusable.detail))",
             ])
         do {
             try await connection.publish(RPCEnvelope.parked(delivery, because: unusable))
@@ -263,7 +264,9 @@ public struct MigrationWorker: Sendable {
             delivery.ack()
             if let method { PipelineMetrics.batch(method, "parked") }
         } catch {
-            logger.error("could not park; the message goes back to its queue", metadata: ["error": "\(error)"])
+            logger.error(
+                "could not park; the message goes back to its queue",
+                metadata: ["error": "\(LogRedaction.text("\(error)"))"])
             delivery.nack(requeue: true)
             if let method { PipelineMetrics.batch(method, "returned") }
         }
@@ -276,7 +279,8 @@ public struct MigrationWorker: Sendable {
         do {
             _ = try await write()
         } catch {
-            logger.error("could not record a \(what) in the ledger", metadata: ["error": "\(error)"])
+            logger.error(
+                "could not record a \(what) in the ledger", metadata: ["error": "\(LogRedaction.text("\(error)"))"])
         }
     }
 
@@ -294,7 +298,9 @@ public struct MigrationWorker: Sendable {
         }
         logger.warning(
             "retrying later",
-            metadata: ["batch": "\(header.batchID)", "attempt": "\(attempt)", "error": "\(error)"])
+            metadata: [
+                "batch": "\(header.batchID)", "attempt": "\(attempt)", "error": "\(LogRedaction.text("\(error)"))",
+            ])
         do {
             if !header.batchID.isEmpty, method != .expandProject {
                 await recordInLedger("failed attempt") {
@@ -308,7 +314,9 @@ public struct MigrationWorker: Sendable {
             delivery.ack()
             PipelineMetrics.batch(method, "retried")
         } catch {
-            logger.error("could not schedule the retry; the message goes back", metadata: ["error": "\(error)"])
+            logger.error(
+                "could not schedule the retry; the message goes back",
+                metadata: ["error": "\(LogRedaction.text("\(error)"))"])
             delivery.nack(requeue: true)
             PipelineMetrics.batch(method, "returned")
         }

@@ -46,15 +46,6 @@ extension JSMIdentity {
     }
 }
 
-extension MigrationPolicies {
-    /// The policies a batch carries; unspecified values mean the documented defaults.
-    public init(_ options: JSMMigrationOptions) {
-        self.init(
-            invalidEmail: options.invalidEmail == .former ? .former : .block,
-            duplicateEmail: options.duplicateEmail == .block ? .block : .merge)
-    }
-}
-
 extension JSMOutcome {
     /// The wire form of a domain outcome.
     public init(_ outcome: Outcome) {

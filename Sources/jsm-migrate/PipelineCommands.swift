@@ -232,7 +232,7 @@ enum Verdicts {
                     + verdict.missing.batches.prefix(10).map { "\($0.batchId) (\($0.state.rawValue))" }
                     .joined(separator: ", ")
                     + "; undecided user keys "
-                    + verdict.missing.undecided.prefix(10).map(\.userKey)
+                    + verdict.missing.undecided.prefix(10).map { LogRedaction.identifier($0.userKey) }
                     .joined(separator: ", "))
         }
         lines.append(

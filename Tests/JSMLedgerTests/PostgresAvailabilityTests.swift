@@ -12,11 +12,11 @@ struct PostgresAvailabilityTests {
         let configuration = PostgresLedgerConfiguration(
             host: "127.0.0.1", port: port, username: "jsm", password: "s3cret-password", database: "jsm",
             schema: "ledger_unreachable", leaseTimeout: .seconds(2), connectTimeout: .seconds(1))
-        let started = ContinuousClock.now
+        // No timed assertion (shared, noisy machines): the wait is bounded by the lease deadline's
+        // race in PostgresLedgerDatabase, and the test would hang past the suite's limit without it.
         let error = await #expect(throws: LedgerError.self) {
             try await Ledger.withPostgres(configuration) { _ in }
         }
-        #expect(ContinuousClock.now - started < .seconds(20))
         #expect(error?.code == .unavailable)
         #expect(error?.isRetriable == true)
         #expect(error?.operation == "migrateSchema")
