@@ -5,6 +5,7 @@
 #        scripts/services.sh env                 # shell exports to source (contains the passwords)
 #        scripts/services.sh rabbitmqctl ARGS... # rabbitmqctl against the private node
 #        scripts/services.sh psql ARGS...        # psql as role jsm on database jsm
+#        scripts/services.sh restart-postgres    # fast stop then start (fault-injection drills)
 #
 # Both servers come from Debian's packages (scripts/setup.sh installs them) but run from a data
 # folder of the project's own, ${JSM_DATA_DIR:-<repo>/.data}, on their own ports and on 127.0.0.1
@@ -743,7 +744,7 @@ write_env_file() {
 # Commands
 # ---------------------------------------------------------------------------------------------
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -804,6 +805,13 @@ env)
     ;;
 rabbitmqctl)
     rabbit_ctl "$@"
+    ;;
+restart-postgres)
+    # A drill for clients' recovery (scripts/fault-suite.sh): every connection is cut (fast stop:
+    # sessions rolled back), then the same cluster comes back on the same port.
+    take_lock
+    stop_pg
+    start_pg
     ;;
 psql)
     PGPASSWORD=$(read_secret postgres-password) exec /usr/bin/psql -h "$BIND_ADDRESS" -p "$PG_PORT" -U jsm -d jsm "$@"

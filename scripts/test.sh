@@ -20,9 +20,10 @@ mapfile -t sources < <(git ls-files -- 'Sources/*.swift' 'Tests/*.swift' | grep 
 swift format lint --strict --parallel "${sources[@]}"
 
 # The reconnection tests close every broker connection, stop the broker application and raise a
-# memory alarm: they run on their own, after everything else, so they disturb no other test.
-disruptive='ReconnectTests'
+# memory alarm; the service fault-injection scenarios also restart PostgreSQL: they run on their
+# own, after everything else, so they disturb no other test.
+disruptive='ReconnectTests|ServiceFaultTests'
 echo "test: running the suite" >&2
 swift test --skip-build --skip "$disruptive"
-echo "test: running the broker disruption tests on their own" >&2
+echo "test: running the broker and ledger disruption tests on their own" >&2
 swift test --skip-build --filter "$disruptive"

@@ -86,15 +86,17 @@ public enum LocalCloudSite {
         let writer = AccountWriter(
             store: store, maxBatch: configuration.maxBatch, queueCapacity: configuration.queueCapacity, logger: logger)
         let requests = RequestCounter()
+        let burst = BurstInjector()
         let routes = SiteRoutes(
             store: store, writer: writer, maxBodyBytes: configuration.maxBodyBytes, requests: requests,
-            faults: FaultInjector())
+            faults: FaultInjector(), burst: burst)
         let router = Router()
         router.add(middleware: SiteErrorMiddleware(logger: logger))
         router.add(middleware: TokenAuthenticationMiddleware(token: configuration.apiToken))
 
         let atlassian = router.group("rest")
         atlassian.add(middleware: RequestCountingMiddleware(counter: requests))
+        atlassian.add(middleware: BurstFaultMiddleware(burst: burst))
         if let rate = configuration.requestsPerSecond {
             atlassian.add(
                 middleware: RateLimitMiddleware(limiter: RateLimiter(rate: rate, burst: configuration.rateLimitBurst)))

@@ -198,3 +198,53 @@ final class FaultInjector: Sendable {
         }
     }
 }
+
+/// A burst of failures for fault-injection drills (`POST /_local/v1/faults?mode=burst&failures=N&status=S`):
+/// the next `N` requests to the Atlassian endpoints, whatever they ask, answer `S` (429 and 503 with
+/// `Retry-After: 1`), the way a real site sheds load for a while. Unlike ``FaultInjector`` it spreads
+/// over every batch in flight, and it counts what it answered so a drill can prove it took effect.
+final class BurstInjector: Sendable {
+    private struct State {
+        var remaining = 0
+        var status = 503
+        var answered = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Arms a burst of `failures` answers with `status` (replacing any burst still running).
+    func arm(failures: Int, status: Int) {
+        state.withLock { state in
+            state.remaining = max(0, failures)
+            state.status = status
+        }
+    }
+
+    /// The status to answer instead of handling the request, while the burst lasts.
+    func failure() -> Int? {
+        state.withLock { state in
+            guard state.remaining > 0 else { return nil }
+            state.remaining -= 1
+            state.answered += 1
+            return state.status
+        }
+    }
+
+    /// Injected answers sent since the site started (every burst).
+    var answered: Int { state.withLock { $0.answered } }
+}
+
+/// Answers a request of the Atlassian endpoints with the armed burst's status while it lasts.
+struct BurstFaultMiddleware<Context: RequestContext>: RouterMiddleware {
+    let burst: BurstInjector
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        guard let status = burst.failure() else { return try await next(request, context) }
+        let throttled = status == 429 || status == 503
+        return SiteResponse.platformError(
+            HTTPResponse.Status(code: status), "Injected fault burst (POST /_local/v1/faults?mode=burst).",
+            headers: throttled ? [.retryAfter: "1"] : [:])
+    }
+}

@@ -11,6 +11,8 @@ struct SiteRoutes: Sendable {
     let requests: RequestCounter
     /// Armed by `POST /_local/v1/faults`.
     let faults: FaultInjector
+    /// Armed by `POST /_local/v1/faults?mode=burst`.
+    let burst: BurstInjector
 
     private func baseURL(_ request: Request) -> String {
         "http://" + (request.head.authority ?? "localhost")
@@ -232,21 +234,33 @@ struct SiteRoutes: Sendable {
                 accounts: .init(
                     atlassian: counts.atlassianAccounts, customer: counts.customerAccounts,
                     total: counts.atlassianAccounts + counts.customerAccounts),
-                groups: counts.groups, groupMemberships: counts.groupMemberships, apiRequests: requests.value),
+                groups: counts.groups, groupMemberships: counts.groupMemberships, apiRequests: requests.value,
+                injectedBurstFaults: burst.answered),
             status: .ok)
     }
 
-    /// `POST /_local/v1/faults?failures=N&status=S` (local, for tests and drills, never an Atlassian
-    /// API): the next customer email to come answers `S` (default 500) to its next `N` creations.
+    /// `POST /_local/v1/faults?failures=N&status=S[&mode=email|burst]` (local, for tests and drills,
+    /// never an Atlassian API): by default the next customer email to come answers `S` (default 500)
+    /// to its next `N` creations; `mode=burst` makes the next `N` Atlassian requests of any kind
+    /// answer `S` (429 and 503 with `Retry-After: 1`), up to 100,000.
     func injectFaults(_ request: Request, context: some RequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
-        guard let failures = parameters["failures"].flatMap({ Int(String($0)) }), (0...1000).contains(failures),
+        let mode = parameters["mode"].map { String($0) } ?? "email"
+        let most = mode == "burst" ? 100_000 : 1000
+        guard mode == "email" || mode == "burst",
+            let failures = parameters["failures"].flatMap({ Int(String($0)) }), (0...most).contains(failures),
             let status = Int(String(parameters["status"] ?? "500")), (400...599).contains(status)
         else {
-            return SiteResponse.platformError(.badRequest, "Give failures=0...1000 and status=400...599.")
+            return SiteResponse.platformError(
+                .badRequest, "Give mode=email|burst, failures=0...1000 (burst: 0...100000) and status=400...599.")
         }
-        faults.arm(failures: failures, status: status)
-        return SiteResponse.platformError(.accepted, "Armed: \(failures) failure(s) answering \(status).")
+        if mode == "burst" {
+            burst.arm(failures: failures, status: status)
+        } else {
+            faults.arm(failures: failures, status: status)
+        }
+        return SiteResponse.platformError(
+            .accepted, "Armed (\(mode)): \(failures) failure(s) answering \(status).")
     }
 
     /// `GET /_local/v1/accounts?cursor=&limit=`: accounts in creation order; `nextCursor` is null on the last page.

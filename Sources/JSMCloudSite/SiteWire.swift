@@ -175,6 +175,8 @@ struct LocalCountsBody: Encodable {
     let groupMemberships: Int
     /// Requests to the Atlassian endpoints since the site started (this site's own figure).
     let apiRequests: Int
+    /// Answers a `mode=burst` fault injection sent instead of handling the request.
+    let injectedBurstFaults: Int
 }
 
 /// `GET /_local/v1/accounts`: one page of this site's accounts in creation order (not Atlassian's).
