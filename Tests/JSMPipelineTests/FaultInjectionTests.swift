@@ -43,8 +43,8 @@ struct FaultInjectionTests {
             injected: "the next \(failures) site requests of any kind answer \(status)"
                 + (status == 500 ? "" : " with Retry-After: 1")
         ) { run, _ in
-            // Armed once the project messages are out: every site request of the migration is
-            // still to come (identity batches follow the expansion), far more than the burst.
+            // Armed once the start has returned: with projects every site request is still to come
+            // (identity batches follow the expansion), without them nearly all; far more than the burst.
             try await FaultSuite.armBurst(run.world.site, failures: failures, status: status)
             try await run.waitUntilFinished()
             return FaultFigures(injections: try await FaultSuite.injectedBurst(run.world.site))
@@ -63,8 +63,8 @@ struct FaultInjectionTests {
     func aggregatorKilled() async throws {
         let figures = try await FaultSuite.run(
             "aggregator-sigkill",
-            injected: "SIGKILL to the aggregator right after the start (before or during the cut), at 1/3 and 2/3 "
-                + "of the batches; a new one started each time"
+            injected: "SIGKILL to the aggregator right after the start (with projects: before or during its cut), "
+                + "at 1/3 and 2/3 of the batches; a new one started each time"
         ) { run, _ in
             var kills = 0
             if try await run.killAggregator() { kills += 1 }
