@@ -809,6 +809,12 @@ rabbitmqctl)
 restart-postgres)
     # A drill for clients' recovery (scripts/fault-suite.sh): every connection is cut (fast stop:
     # sessions rolled back), then the same cluster comes back on the same port.
+    # The postmaster is a daemon: it must not inherit the caller's descriptors, or a caller that
+    # learns of this script's end by end-of-file (Foundation's Process does) waits for the daemon.
+    for descriptor in /proc/$$/fd/*; do
+        number=${descriptor##*/}
+        if ((number > 2)); then eval "exec ${number}>&-" 2>/dev/null || true; fi
+    done
     take_lock
     stop_pg
     start_pg

@@ -47,15 +47,7 @@ struct ServiceFaultTests {
         #expect(figures.injections == 1, "the migration ended before the broker was stopped")
     }
 
-    @Test(
-        "the PostgreSQL ledger restarted at 1/3 and 2/3 of the batches: retried, completes, reconciled",
-        .disabled(
-            """
-            hangs: `EndToEnd.runProcess(services.sh restart-postgres)` never sees the script exit (the \
-            postmaster it starts keeps something of the launching Process open) and waits in \
-            waitUntilExit; separately, 2 runs of 4 left a worker's in-flight ledger transaction hanging \
-            after the restart (one batch pending forever). Enable once both are fixed.
-            """))
+    @Test("the PostgreSQL ledger restarted at 1/3 and 2/3 of the batches: retried, completes, reconciled")
     func ledgerRestarted() async throws {
         try await FaultSuite.withPostgresLedger { ledger in
             let figures = try await FaultSuite.run(
