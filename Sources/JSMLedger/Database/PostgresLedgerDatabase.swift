@@ -109,40 +109,23 @@ final class PostgresLedgerDatabase: LedgerDatabase {
     func transaction<T: Sendable>(
         _ operation: String, readOnly: Bool, _ body: @escaping @Sendable (any LedgerSession) async throws -> T
     ) async throws(LedgerError) -> T {
-        let leased = LeaseFlag()
         let client = self.client
         let logger = self.logger
-        let leaseTimeout = configuration.leaseTimeout
+        let endpoint = self.endpoint
         do {
-            return try await withThrowingTaskGroup(of: Race<T>.self) { group in
-                group.addTask {
-                    let value = try await client.withConnection { connection in
-                        leased.mark()
-                        return try await Self.runTransaction(on: connection, readOnly: readOnly, logger: logger, body)
-                    }
-                    return .finished(value)
+            return try await Deadline.run(
+                lease: configuration.leaseTimeout,
+                leaseExpired: LedgerError(
+                    .unavailable, operation: operation,
+                    "no PostgreSQL connection to \(endpoint) within \(configuration.leaseTimeout)"),
+                closedWhileWaiting: LedgerError(
+                    .unavailable, operation: operation,
+                    "the connection to PostgreSQL at \(endpoint) closed while the transaction waited for an answer")
+            ) { leased in
+                try await client.withConnection { connection in
+                    leased.mark(connection)
+                    return try await Self.runTransaction(on: connection, readOnly: readOnly, logger: logger, body)
                 }
-                group.addTask {
-                    try await Task.sleep(for: leaseTimeout)
-                    return .leaseDeadline
-                }
-                // Two children: the operation, and the deadline for getting a connection.
-                for _ in 0..<2 {
-                    guard let next = try await group.next() else { break }
-                    switch next {
-                    case .finished(let value):
-                        group.cancelAll()
-                        return value
-                    case .leaseDeadline where !leased.isMarked:
-                        group.cancelAll()
-                        throw LedgerError(
-                            .unavailable, operation: operation,
-                            "no PostgreSQL connection to \(self.endpoint) within \(leaseTimeout)")
-                    case .leaseDeadline:
-                        continue
-                    }
-                }
-                throw LedgerError(.database, operation: operation, "the transaction ended without a result")
             }
         } catch {
             throw classify(error, operation: operation)
@@ -226,17 +209,144 @@ final class PostgresLedgerDatabase: LedgerDatabase {
     }
 }
 
-/// Which child of the lease race finished first.
-private enum Race<T: Sendable>: Sendable {
-    case finished(T)
-    case leaseDeadline
+/// Set once a connection is leased, with the connection, so that its end can be noticed.
+final class LeaseFlag: Sendable {
+    private let leased = Mutex<PostgresConnection?>(nil)
+    func mark(_ connection: PostgresConnection) { leased.withLock { $0 = connection } }
+    var isMarked: Bool { leased.withLock { $0 != nil } }
+    /// Whether the leased connection is closed (the server ended it, or the socket was lost).
+    var connectionClosed: Bool { leased.withLock { $0?.isClosed ?? false } }
 }
 
-/// Set once a connection is leased: from then on the operation runs to its end, however long.
-private final class LeaseFlag: Sendable {
-    private let marked = Atomic<Bool>(false)
-    func mark() { marked.store(true, ordering: .releasing) }
-    var isMarked: Bool { marked.load(ordering: .acquiring) }
+/// Runs a ledger operation with a deadline for getting a connection, and a watch on that
+/// connection afterwards.
+///
+/// The operation runs in a task of its own, and the caller is answered by whichever comes first:
+/// its result, the lease deadline, or the watch. The watch answers `closedWhileWaiting` when the
+/// leased connection has been closed for two checks in a row while the operation still waits: a
+/// query on a connection the server ended can stay unanswered for ever (seen after a PostgreSQL
+/// restart). A long operation on a live connection (a cut of millions of identities) is never
+/// cut short. A structured task group could not do this: it waits for every child, and that query
+/// does not notice cancellation either. The abandoned operation is cancelled and ends on its own;
+/// its transaction never committed, or committed and the caller's retry finds it done.
+enum Deadline {
+    /// How often the watch looks at the leased connection.
+    static let watchInterval: Duration = .seconds(2)
+
+    static func run<T: Sendable>(
+        lease: Duration, leaseExpired: LedgerError, closedWhileWaiting: LedgerError,
+        _ operation: @escaping @Sendable (LeaseFlag) async throws -> T
+    ) async throws -> T {
+        let leased = LeaseFlag()
+        let answer = Answer<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                answer.attach(continuation)
+                let work = Task {
+                    do {
+                        answer.resume(with: .success(try await operation(leased)))
+                    } catch {
+                        answer.resume(with: .failure(error))
+                    }
+                }
+                let watch = Task {
+                    try await Task.sleep(for: lease)
+                    if !leased.isMarked, answer.resume(with: .failure(leaseExpired)) { work.cancel() }
+                    // Bounded: two days of checks at most; cancelled as soon as the answer is given.
+                    var closedChecks = 0
+                    for _ in 0..<86_400 {
+                        try await Task.sleep(for: watchInterval)
+                        closedChecks = leased.connectionClosed ? closedChecks + 1 : 0
+                        if closedChecks >= 2, answer.resume(with: .failure(closedWhileWaiting)) {
+                            work.cancel()
+                            return
+                        }
+                    }
+                }
+                answer.onResume { watch.cancel() }
+                answer.onCancel { work.cancel() }
+            }
+        } onCancel: {
+            answer.cancel()
+        }
+    }
+
+    /// The one answer a caller gets, whoever gives it first.
+    private final class Answer<T: Sendable>: Sendable {
+        private struct State {
+            var continuation: CheckedContinuation<T, any Error>?
+            var pending: Result<T, any Error>?
+            var done = false
+            var cancelled = false
+            var afterResume: [@Sendable () -> Void] = []
+            var afterCancel: [@Sendable () -> Void] = []
+        }
+        private let state = Mutex(State())
+
+        func attach(_ continuation: CheckedContinuation<T, any Error>) {
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if let pending = state.pending { return pending }
+                if state.cancelled {
+                    state.done = true
+                    return .failure(CancellationError())
+                }
+                state.continuation = continuation
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+
+        /// Answers the caller unless it was answered already; true when this call answered.
+        @discardableResult
+        func resume(with result: Result<T, any Error>) -> Bool {
+            let (continuation, hooks, answered) = state.withLock {
+                state -> (CheckedContinuation<T, any Error>?, [@Sendable () -> Void], Bool) in
+                guard !state.done else { return (nil, [], false) }
+                state.done = true
+                let hooks = state.afterResume
+                state.afterResume = []
+                guard let continuation = state.continuation else {
+                    state.pending = result
+                    return (nil, hooks, true)
+                }
+                state.continuation = nil
+                return (continuation, hooks, true)
+            }
+            continuation?.resume(with: result)
+            for hook in hooks { hook() }
+            return answered
+        }
+
+        func onResume(_ hook: @escaping @Sendable () -> Void) {
+            let runNow = state.withLock { state -> Bool in
+                if state.done { return true }
+                state.afterResume.append(hook)
+                return false
+            }
+            if runNow { hook() }
+        }
+
+        func onCancel(_ hook: @escaping @Sendable () -> Void) {
+            let runNow = state.withLock { state -> Bool in
+                if state.cancelled { return true }
+                state.afterCancel.append(hook)
+                return false
+            }
+            if runNow { hook() }
+        }
+
+        /// The caller's task was cancelled: it is answered with CancellationError, and the work stops.
+        func cancel() {
+            let hooks = state.withLock { state -> [@Sendable () -> Void] in
+                state.cancelled = true
+                let hooks = state.afterCancel
+                state.afterCancel = []
+                return hooks
+            }
+            resume(with: .failure(CancellationError()))
+            for hook in hooks { hook() }
+        }
+    }
 }
 
 /// The statements of one PostgreSQL transaction.
