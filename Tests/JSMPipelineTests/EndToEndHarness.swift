@@ -109,14 +109,14 @@ enum EndToEnd {
         let emailAddress: String
     }
 
-    private struct Page: Decodable {
-        let accounts: [SiteAccount]
-        let nextCursor: String?
-    }
-
     /// Every account of the site, by paging its `/_local/v1/accounts` listing.
     static func siteAccounts(_ site: LocalSite) async throws -> [SiteAccount] {
-        var accounts: [SiteAccount] = []
+        try await siteAccounts(site, as: SiteAccount.self)
+    }
+
+    /// Every account of the site as `Account` (the fields a test reads of each listed account).
+    static func siteAccounts<Account: Decodable>(_ site: LocalSite, as: Account.Type) async throws -> [Account] {
+        var accounts: [Account] = []
         var cursor: String?
         for _ in 0..<10_000 {
             var url = site.url + "/_local/v1/accounts?limit=1000"
@@ -127,7 +127,7 @@ enum EndToEnd {
                 value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
             let body = try await response.body.collect(upTo: 64 << 20)
-            let page = try JSONDecoder().decode(Page.self, from: Data(buffer: body))
+            let page = try JSONDecoder().decode(SiteAccountPage<Account>.self, from: Data(buffer: body))
             accounts += page.accounts
             guard let next = page.nextCursor else { break }
             cursor = next
@@ -207,15 +207,17 @@ extension EndToEnd {
         let error: String
     }
 
-    /// Runs the built `jsm-migrate` with `arguments` (at most 60 s), capturing both streams.
-    static func runCommand(_ arguments: [String], environment: [String: String]) async throws -> CommandResult {
-        try await runProcess(executable, arguments, environment: environment)
+    /// Runs the built `jsm-migrate` with `arguments` (at most `limit`), capturing both streams.
+    static func runCommand(
+        _ arguments: [String], environment: [String: String], limit: Duration = .seconds(60)
+    ) async throws -> CommandResult {
+        try await runProcess(executable, arguments, environment: environment, limit: limit)
     }
 
-    /// Runs a program (at most 60 s), capturing both streams.
-    static func runProcess(_ program: URL, _ arguments: [String], environment: [String: String] = [:]) async throws
-        -> CommandResult
-    {
+    /// Runs a program (at most `limit`, then SIGTERM), capturing both streams.
+    static func runProcess(
+        _ program: URL, _ arguments: [String], environment: [String: String] = [:], limit: Duration = .seconds(60)
+    ) async throws -> CommandResult {
         let process = Process()
         process.executableURL = program
         process.arguments = arguments
@@ -234,7 +236,8 @@ extension EndToEnd {
         process.standardOutput = output
         process.standardError = error
         try process.run()
-        for _ in 0..<1_200 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+        let deadline = ContinuousClock.now + limit
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         try output.close()
@@ -273,4 +276,35 @@ extension EndToEnd {
 struct HarnessFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension EndToEnd {
+    /// A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, then released).
+    static func freeLoopbackPort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw HarnessFailure("socket() failed") }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0 else { throw HarnessFailure("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard named == 0 else { throw HarnessFailure("getsockname() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// One page of the local site's `/_local/v1/accounts` listing.
+private struct SiteAccountPage<Account: Decodable>: Decodable {
+    let accounts: [Account]
+    let nextCursor: String?
 }

@@ -121,7 +121,7 @@ final class FaultRun: Sendable {
             $0 += 1
             return $0
         }
-        let port = try FaultRun.freePort()
+        let port = try EndToEnd.freeLoopbackPort()
         let processes = try world.spawnWorkers(
             1, executable: EndToEnd.executable, namePrefix: "fault-worker-\(index)",
             extraArguments: ["--metrics-port", "\(port)"])
@@ -157,7 +157,7 @@ final class FaultRun: Sendable {
     /// so its metrics can be read) and waits until it serves `/health`.
     func spawnAggregator() async throws {
         let index = aggregators.withLock { $0.count + 1 }
-        let port = try FaultRun.freePort()
+        let port = try EndToEnd.freeLoopbackPort()
         let processes = try WorkerProcesses.spawn(
             executable: EndToEnd.executable, count: 1,
             arguments: { _ in
@@ -390,29 +390,6 @@ final class FaultRun: Sendable {
         for _ in 0..<200 where processes.exited.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         guard let status = processes.exited.first?.status else { throw HarnessFailure("pid \(pid) survived SIGKILL") }
         return status == SIGKILL
-    }
-
-    /// A loopback port nothing listens on right now (the kernel's pick for port 0).
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw HarnessFailure("socket() failed") }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw HarnessFailure("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        guard named == 0 else { throw HarnessFailure("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

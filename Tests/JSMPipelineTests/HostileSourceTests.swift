@@ -286,26 +286,6 @@ extension EndToEndTests {
 
     /// Every account of the site with its display name (`/_local/v1/accounts`, paged).
     static func siteAccountsWithNames(_ site: LocalSite) async throws -> [NamedSiteAccount] {
-        struct Page: Decodable {
-            let accounts: [NamedSiteAccount]
-            let nextCursor: String?
-        }
-        var accounts: [NamedSiteAccount] = []
-        var cursor: String?
-        for _ in 0..<10_000 {
-            var url = site.url + "/_local/v1/accounts?limit=1000"
-            if let cursor { url += "&cursor=\(cursor)" }
-            var request = HTTPClientRequest(url: url)
-            request.headers.add(
-                name: "Authorization",
-                value: "Basic " + Data("e2e@example.com:\(site.token)".utf8).base64EncodedString())
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-            let body = try await response.body.collect(upTo: 64 << 20)
-            let page = try JSONDecoder().decode(Page.self, from: Data(buffer: body))
-            accounts += page.accounts
-            guard let next = page.nextCursor else { break }
-            cursor = next
-        }
-        return accounts
+        try await EndToEnd.siteAccounts(site, as: NamedSiteAccount.self)
     }
 }

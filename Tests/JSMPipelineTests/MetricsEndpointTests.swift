@@ -13,7 +13,7 @@ extension EndToEndTests {
     @Test("a worker's /metrics serves the documented names with the migration's counts, /health answers")
     func metricsEndpoint() async throws {
         try await EndToEnd.withWorld(workers: 0) { world, connection in
-            let port = try freeLoopbackPort()
+            let port = try EndToEnd.freeLoopbackPort()
             let worker = try world.spawnWorkers(
                 1, executable: EndToEnd.executable, namePrefix: "metrics",
                 extraArguments: ["--metrics-port", "\(port)"])
@@ -46,28 +46,5 @@ extension EndToEndTests {
         let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 4 << 20)
         return (response.status.code, String(buffer: body))
-    }
-
-    /// A port nothing listens on right now (the kernel's pick for port 0 on loopback).
-    private func freeLoopbackPort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw HarnessFailure("socket() failed") }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else { throw HarnessFailure("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        guard named == 0 else { throw HarnessFailure("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

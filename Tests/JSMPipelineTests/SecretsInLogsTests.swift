@@ -196,32 +196,6 @@ extension EndToEndTests {
     static func run(_ arguments: [String], environment: [String: String], limit: Duration = .seconds(120))
         async throws -> EndToEnd.CommandResult
     {
-        let process = Process()
-        process.executableURL = EndToEnd.executable
-        process.arguments = arguments
-        process.environment = EndToEnd.environment.merging(environment) { _, new in new }
-        let folder = FileManager.default.temporaryDirectory
-        let outputFile = folder.appendingPathComponent("quiet-out-\(UUID().uuidString)")
-        let errorFile = folder.appendingPathComponent("quiet-err-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errorFile.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outputFile)
-            try? FileManager.default.removeItem(at: errorFile)
-        }
-        let output = try FileHandle(forWritingTo: outputFile)
-        let error = try FileHandle(forWritingTo: errorFile)
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let deadline = ContinuousClock.now + limit
-        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        try output.close()
-        try error.close()
-        return EndToEnd.CommandResult(
-            status: process.terminationStatus, output: try String(contentsOf: outputFile, encoding: .utf8),
-            error: try String(contentsOf: errorFile, encoding: .utf8))
+        try await EndToEnd.runCommand(arguments, environment: environment, limit: limit)
     }
 }
