@@ -251,6 +251,17 @@ prepare_layout() {
 
 # Only one start/stop at a time per data folder (e.g. demo.sh and test.sh run side by side).
 # Every long-lived child (servers, epmd) is started with `9>&-` so it does not inherit the lock.
+# The servers this script starts are daemons: they must not inherit the caller's descriptors, or a
+# caller that learns of this script's end by end-of-file (Foundation's Process does) waits for the
+# daemons. Called before take_lock opens descriptor 9; 0-2 stay (the daemons' output is redirected).
+close_inherited_descriptors() {
+    local descriptor number
+    for descriptor in "/proc/$$/fd"/*; do
+        number=${descriptor##*/}
+        if ((number > 2)); then eval "exec ${number}>&-" 2>/dev/null || true; fi
+    done
+}
+
 take_lock() {
     exec 9>"$DATA_DIR/.services.lock"
     if ! flock -n 9; then
@@ -771,6 +782,7 @@ start)
     check_tools
     check_data_dir_reachable
     prepare_layout
+    close_inherited_descriptors
     take_lock
     started_at=$(date +%s.%N)
     ensure_secret amqp-password
@@ -809,12 +821,7 @@ rabbitmqctl)
 restart-postgres)
     # A drill for clients' recovery (scripts/fault-suite.sh): every connection is cut (fast stop:
     # sessions rolled back), then the same cluster comes back on the same port.
-    # The postmaster is a daemon: it must not inherit the caller's descriptors, or a caller that
-    # learns of this script's end by end-of-file (Foundation's Process does) waits for the daemon.
-    for descriptor in /proc/$$/fd/*; do
-        number=${descriptor##*/}
-        if ((number > 2)); then eval "exec ${number}>&-" 2>/dev/null || true; fi
-    done
+    close_inherited_descriptors
     take_lock
     stop_pg
     start_pg

@@ -113,7 +113,7 @@ final class PostgresLedgerDatabase: LedgerDatabase {
         let logger = self.logger
         let endpoint = self.endpoint
         do {
-            return try await Deadline.run(
+            return try await LeasedOperation.run(
                 lease: configuration.leaseTimeout,
                 leaseExpired: LedgerError(
                     .unavailable, operation: operation,
@@ -229,7 +229,7 @@ final class LeaseFlag: Sendable {
 /// cut short. A structured task group could not do this: it waits for every child, and that query
 /// does not notice cancellation either. The abandoned operation is cancelled and ends on its own;
 /// its transaction never committed, or committed and the caller's retry finds it done.
-enum Deadline {
+enum LeasedOperation {
     /// How often the watch looks at the leased connection.
     static let watchInterval: Duration = .seconds(2)
 
