@@ -142,6 +142,13 @@ public struct AggregatorVerdict: Sendable, Hashable {
         totals.invariantHolds && groupTotals.invariantHolds && repliesMatchLedger && missing.isEmpty
     }
 
+    /// The same verdict for a migration in `state`.
+    func with(state: MigrationState) -> AggregatorVerdict {
+        AggregatorVerdict(
+            migrationId: migrationId, state: state, totals: totals, groupTotals: groupTotals, tally: tally,
+            repliesMatchLedger: repliesMatchLedger, missing: missing, batchStates: batchStates)
+    }
+
     /// Identities, groups or memberships the site refused or the rules rejected: the migration
     /// then ends `incomplete` (finished with errors) even when everything is accounted for.
     public var rejections: Int {
@@ -446,7 +453,9 @@ public actor MigrationAggregator {
         let state: MigrationState = provisional.reconciled && provisional.rejections == 0 ? .complete : .incomplete
         guard try await ledger.setMigrationState(migration.id, to: state, from: [.running]) else { return }
         Counter(label: PipelineMetrics.migrationsFinished, dimensions: [("state", state.rawValue)]).increment()
-        let verdict = try await makeVerdict(migration, state: state)
+        // Only the state changed since the provisional verdict: no batch is pending, so no reply
+        // or ledger write can change the totals (recounting a million identities takes seconds).
+        let verdict = provisional.with(state: state)
         verdicts[migration.id] = verdict
         if verdict.reconciled {
             logger.notice(
@@ -479,7 +488,7 @@ public actor MigrationAggregator {
         return AggregatorVerdict(
             migrationId: migration.id, state: state, totals: totals, groupTotals: groupTotals, tally: tally,
             repliesMatchLedger: matches && tally.matches(groupTotals),
-            missing: try await ledger.missingWork(migrationId: migration.id),
+            missing: try await ledger.missingWork(migrationId: migration.id, totals: totals),
             batchStates: try await ledger.batchStateCounts(migrationId: migration.id, method: nil))
     }
 }
