@@ -187,12 +187,13 @@ extension Ledger {
     /// split (a batch may exceed the size to keep one together), and the result depends only on
     /// the scope, never on timing.
     ///
-    /// First, in one statement, it settles what needs no worker: an identity an earlier migration
+    /// What needs no worker was settled as it was claimed: an identity an earlier migration
     /// created or linked on this site is `already_migrated` (flagged `disabled` when inactive), as
     /// the rules decide it (``MigrationRules/decide(_:existingAccounts:priorMapping:policies:)``,
-    /// row 1), when every identity of its email is in that case too (otherwise the whole email
-    /// group goes to a batch, so its primary is chosen as usual). A second migration over a scope
-    /// migrated in advance then costs one SQL pass instead of a message per batch.
+    /// row 1). First, in one statement, the cut keeps that only when every identity of its email
+    /// is in that case too (otherwise the whole email group goes to a batch, so its primary is
+    /// chosen as usual). A second migration over a scope migrated in advance then costs no
+    /// message per batch and no second write of each identity.
     static func cutIdentityBatches(
         _ session: any LedgerSession, migrationId: String, batchSize: Int64, now: Int64
     ) async throws -> BatchCut {
@@ -211,19 +212,16 @@ extension Ledger {
             // 100,000 identities instead of about a second).
             try await session.execute("ANALYZE ledger_scope", [])
         }
-        let siteId = try await Ledger.siteId(session, migrationId, operation: "advanceToMigratePhase")
+        // Claims settled the identities already mapped on this site; an email group with an
+        // undecided identity goes to a batch whole, so its primary is chosen as usual.
         try await session.execute(
             """
-            UPDATE ledger_scope SET outcome = 'already_migrated', flags = CASE WHEN active = 0 THEN $3 ELSE 0 END
-            WHERE migration_id = $1
-              AND EXISTS (SELECT 1 FROM ledger_mappings m WHERE m.site_id = $2
-                          AND m.server_user_key = ledger_scope.user_key AND m.outcome IN ('created', 'linked'))
-              AND (normalized_email = '' OR NOT EXISTS (
-                  SELECT 1 FROM ledger_scope o WHERE o.migration_id = $1
-                    AND o.normalized_email = ledger_scope.normalized_email
-                    AND NOT EXISTS (SELECT 1 FROM ledger_mappings n WHERE n.site_id = $2
-                                    AND n.server_user_key = o.user_key AND n.outcome IN ('created', 'linked'))))
-            """, [.text(migrationId), .text(siteId), .int(Int64(OutcomeFlags.disabled.rawValue))])
+            UPDATE ledger_scope SET outcome = NULL, flags = NULL
+            WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
+              AND normalized_email IN (
+                  SELECT o.normalized_email FROM ledger_scope o
+                  WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
+            """, [.text(migrationId)])
         try await session.execute(
             """
             UPDATE ledger_scope

@@ -27,9 +27,10 @@ extension Ledger {
         return try await database.transaction(operation) { session in
             guard
                 let phase = try await session.first(
-                    "SELECT phase FROM ledger_migrations WHERE migration_id = $1" + session.dialect.forShare,
+                    "SELECT phase, site_id FROM ledger_migrations WHERE migration_id = $1" + session.dialect.forShare,
                     [.text(migrationId)])
             else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
+            let siteId = try phase.text(1)
             guard try phase.text(0) == MigrationPhase.expand.rawValue else {
                 throw LedgerError(
                     .invalidRequest, operation: operation,
@@ -57,19 +58,33 @@ extension Ledger {
                         .int(identity.isActive ? 1 : 0),
                     ])
                 }
-                let (with, binds) = session.dialect.withRows(rows, firstParameter: 4)
+                let (with, binds) = session.dialect.withRows(rows, firstParameter: 6)
+                // An identity an earlier migration created or linked on this site is settled
+                // `already_migrated` as it is claimed (row 1 of the rules, `disabled` when inactive),
+                // so a re-run does not rewrite every scope row at the cut; the cut returns an email
+                // group to the batches when one of its identities is undecided. A mapping, once
+                // created or linked, never changes, so deciding now or at the cut is the same.
                 let inserted = try await session.query(
                     with + """
                          INSERT INTO ledger_scope (migration_id, user_key, identity_class, identity_kind, user_name,
                             display_name, raw_email, normalized_email, directory_id, directory_position, active,
-                            first_project_id, claimed_at_ms)
-                        SELECT $1, user_key, identity_class, identity_kind, user_name, display_name, raw_email,
-                            normalized_email, directory_id, directory_position, active, CAST($2 AS BIGINT),
-                            CAST($3 AS BIGINT)
-                        FROM u WHERE true
+                            first_project_id, claimed_at_ms, outcome, flags)
+                        SELECT $1, u.user_key, u.identity_class, u.identity_kind, u.user_name, u.display_name,
+                            u.raw_email, u.normalized_email, u.directory_id, u.directory_position, u.active,
+                            CAST($2 AS BIGINT), CAST($3 AS BIGINT),
+                            CASE WHEN m.server_user_key IS NULL THEN NULL ELSE 'already_migrated' END,
+                            CASE WHEN m.server_user_key IS NULL THEN NULL
+                                 WHEN u.active = 0 THEN CAST($5 AS BIGINT) ELSE 0 END
+                        FROM u LEFT JOIN ledger_mappings m ON m.site_id = $4 AND m.server_user_key = u.user_key
+                            AND m.outcome IN ('created', 'linked')
+                        WHERE true
                         ON CONFLICT (migration_id, user_key) DO NOTHING
                         RETURNING identity_class
-                        """, [.text(migrationId), .optionalInt(projectId), .int(now)] + binds)
+                        """,
+                    [
+                        .text(migrationId), .optionalInt(projectId), .int(now), .text(siteId),
+                        .int(Int64(OutcomeFlags.disabled.rawValue)),
+                    ] + binds)
                 for row in inserted {
                     switch ScopeCategory(rawValue: try row.text(0)) {
                     case .customer: counts.customers += 1

@@ -55,9 +55,13 @@ public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
     public var description: String { kind.description }
 
     /// Opens the ledger (bringing its schema up to date), runs `body`, and closes it.
+    ///
+    /// - Parameter sqlitePageCacheMiB: SQLite's page cache (ignored for PostgreSQL): large for
+    ///   the processes that claim and cut whole scopes, small for workers.
     public func withLedger<T: Sendable>(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        logger: Logger = Logger(label: "jsm.ledger"), _ body: (Ledger) async throws -> T
+        logger: Logger = Logger(label: "jsm.ledger"),
+        sqlitePageCacheMiB: Int = SQLiteLedgerConfiguration.largePageCacheMiB, _ body: (Ledger) async throws -> T
     ) async throws -> T {
         switch kind {
         case .sqlite(let path):
@@ -65,7 +69,8 @@ public struct LedgerLocation: Sendable, Hashable, CustomStringConvertible {
             if !directory.isEmpty {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            return try await Ledger.withSQLite(SQLiteLedgerConfiguration(path: path), logger: logger, body)
+            return try await Ledger.withSQLite(
+                SQLiteLedgerConfiguration(path: path, pageCacheMiB: sqlitePageCacheMiB), logger: logger, body)
         case .postgres(let schema):
             let configuration = PostgresLedgerConfiguration(environment: environment, schema: schema)
             return try await Ledger.withPostgres(configuration, logger: logger, body)

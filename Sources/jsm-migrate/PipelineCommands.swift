@@ -157,7 +157,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let siteLocation = try site.location()
         let siteMetrics = CloudSiteMetrics()
         try await source.location.withSource { jira in
-            try await ledger.location.withLedger { ledger in
+            // A worker touches one batch at a time: SQLite's small default cache keeps its memory flat.
+            try await ledger.location.withLedger(sqlitePageCacheMiB: SQLiteLedgerConfiguration.smallPageCacheMiB) {
+                ledger in
                 try await siteLocation.withSite(metrics: siteMetrics) { cloud in
                     try await Preflight.checkSite(cloud, siteLocation)
                     try await broker.withConnection(named: "jsm-migrate worker \(id)") { connection in
