@@ -10,10 +10,16 @@ import Testing
 
 extension EndToEndTests {
     @Test(
-        "a dry run with --groups --group-membership predicts the report's group and membership totals and changes nothing"
-    )
-    func groupDryRun() async throws {
-        try await EndToEnd.withWorld { world, connection in
+        "a dry run with --groups --group-membership predicts the report's group and membership totals and changes nothing",
+        arguments: Backend.allCases)
+    func groupDryRun(backend: Backend) async throws {
+        try await withLedgerLocation(backend) { ledgerLocation in
+            try await groupDryRun(ledger: ledgerLocation)
+        }
+    }
+
+    private func groupDryRun(ledger: LedgerLocation?) async throws {
+        try await EndToEnd.withWorld(ledger: ledger) { world, connection in
             let projects = try await world.source.withSource { try await $0.projects().map(\.key) }
             // Every licensed user is in scope, so the site's existing Atlassian accounts take part.
             var request = world.request(
