@@ -261,7 +261,7 @@ public final class AtlassianCloudSite: CloudSite {
         -> GroupMemberPage?
     {
         let path = "/rest/api/3/group/member"
-        let size = min(max(1, maxResults), groupMemberPageSize)
+        let size = min(max(1, maxResults), GroupMemberPage.largestSize)
         let query =
             "groupId=\(Self.percentEncoded(groupId))&includeInactiveUsers=true&startAt=\(max(0, startAt))&maxResults=\(size)"
         let answer = try await send(.GET, path: path, query: query, body: nil)

@@ -109,6 +109,9 @@ public struct GroupMemberPage: Sendable, Hashable {
     /// Whether the site says no page follows.
     public let isLast: Bool
 
+    /// The largest page a site serves (Atlassian caps `maxResults` at 50): callers ask for it.
+    public static let largestSize = 50
+
     /// Describes a page.
     public init(accountIds: [String], total: Int, isLast: Bool) {
         self.accountIds = accountIds
@@ -117,25 +120,24 @@ public struct GroupMemberPage: Sendable, Hashable {
     }
 }
 
-/// The site's largest page of group members (Atlassian caps `maxResults` at 50).
-public let groupMemberPageSize = 50
-
 extension CloudSite {
     /// Every member of the group, read page by page (`nil` when the site has no such group).
     ///
     /// Bounded: it reads at most as many pages as the first page's `total` calls for (one more
     /// when the group grew meanwhile), and stops at the first empty or last page.
     public func memberAccountIds(ofGroupId groupId: String) async throws -> Set<String>? {
-        guard let first = try await groupMembers(ofGroupId: groupId, startAt: 0, maxResults: groupMemberPageSize)
+        guard
+            let first = try await groupMembers(ofGroupId: groupId, startAt: 0, maxResults: GroupMemberPage.largestSize)
         else { return nil }
         var members = Set(first.accountIds)
         var page = first
         var startAt = first.accountIds.count
-        let pages = (max(0, first.total) + groupMemberPageSize - 1) / groupMemberPageSize + 1
+        let pages = (max(0, first.total) + GroupMemberPage.largestSize - 1) / GroupMemberPage.largestSize + 1
         for _ in 1..<max(1, pages) {
             guard !page.isLast, !page.accountIds.isEmpty else { break }
             guard
-                let next = try await groupMembers(ofGroupId: groupId, startAt: startAt, maxResults: groupMemberPageSize)
+                let next = try await groupMembers(
+                    ofGroupId: groupId, startAt: startAt, maxResults: GroupMemberPage.largestSize)
             else { return nil }
             members.formUnion(next.accountIds)
             startAt += next.accountIds.count

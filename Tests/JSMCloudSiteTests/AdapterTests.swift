@@ -95,7 +95,7 @@ struct AdapterTests {
                 #expect(try await adapter.group(named: "AGENTS") == group)
                 #expect(try await adapter.memberAccountIds(ofGroupId: group.groupId) == [])
                 var members = Set<String>()
-                for index in 0..<(groupMemberPageSize * 2 + 3) {
+                for index in 0..<(GroupMemberPage.largestSize * 2 + 3) {
                     let email = try #require(NormalizedEmail("m\(index)@example.com"))
                     let account = try await adapter.createAtlassianAccount(email: email, displayName: "M").account
                     _ = try await adapter.addMember(accountId: account.accountId, toGroupId: group.groupId)
