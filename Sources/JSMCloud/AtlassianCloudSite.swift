@@ -254,6 +254,26 @@ public final class AtlassianCloudSite: CloudSite {
         return CloudGroup(groupId: groupId, name: match.name)
     }
 
+    /// `GET /rest/api/3/group/member?groupId=&includeInactiveUsers=true&startAt=&maxResults=`: one
+    /// page of the group's members, inactive accounts included (adding one of them is still "already
+    /// a member"); `nil` on 404, the site's answer for a group that does not exist.
+    public func groupMembers(ofGroupId groupId: String, startAt: Int, maxResults: Int) async throws
+        -> GroupMemberPage?
+    {
+        let path = "/rest/api/3/group/member"
+        let size = min(max(1, maxResults), GroupMemberPage.largestSize)
+        let query =
+            "groupId=\(Self.percentEncoded(groupId))&includeInactiveUsers=true&startAt=\(max(0, startAt))&maxResults=\(size)"
+        let answer = try await send(.GET, path: path, query: query, body: nil)
+        if answer.status == 404 { return nil }
+        guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
+        let page = try decode(GroupMemberPageBody.self, from: answer, path: "GET \(path)")
+        let accountIds = page.values.map(\.accountId)
+        return GroupMemberPage(
+            accountIds: accountIds, total: page.total ?? (max(0, startAt) + accountIds.count),
+            isLast: page.isLast ?? (accountIds.count < size))
+    }
+
     // MARK: The wire
 
     /// A site's answer, read in full.

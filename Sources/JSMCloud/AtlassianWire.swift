@@ -97,6 +97,17 @@ struct GroupPageBody: Decodable {
     let values: [GroupBody]
 }
 
+/// `GET /rest/api/3/group/member`: Atlassian's `PageBeanUserDetails`, the fields read.
+struct GroupMemberPageBody: Decodable {
+    struct Member: Decodable {
+        let accountId: String
+    }
+
+    let total: Int?
+    let isLast: Bool?
+    let values: [Member]
+}
+
 /// Either of Atlassian's error shapes: the platform's `{"errorMessages":[],"errors":{}}` or the
 /// service desk's `{"errorMessage":"...","i18nErrorMessage":{...}}`.
 struct ErrorBody: Decodable {

@@ -32,6 +32,14 @@ public protocol CloudSite: Sendable {
 
     /// Adds an account to a group; adding an existing member is not an error.
     func addMember(accountId: String, toGroupId groupId: String) async throws -> MembershipChange
+
+    /// The group with this name, compared case-insensitively as the site compares group names;
+    /// `nil` when there is none. Read-only: a dry run predicts `reused` from it without creating.
+    func group(named name: String) async throws -> CloudGroup?
+
+    /// One page of a group's members (inactive accounts included), in the site's order; `nil` when
+    /// the site has no group with this id. Read-only: a dry run predicts `already_member` from it.
+    func groupMembers(ofGroupId groupId: String, startAt: Int, maxResults: Int) async throws -> GroupMemberPage?
 }
 
 extension CloudSite {
@@ -89,6 +97,53 @@ public struct CloudGroup: Sendable, Hashable {
     public init(groupId: String, name: String) {
         self.groupId = groupId
         self.name = name
+    }
+}
+
+/// One page of a group's members, as the site's paged member listing returns it.
+public struct GroupMemberPage: Sendable, Hashable {
+    /// The members' account ids on this page.
+    public let accountIds: [String]
+    /// The group's member count, as the site reports it: it bounds how many pages a caller reads.
+    public let total: Int
+    /// Whether the site says no page follows.
+    public let isLast: Bool
+
+    /// The largest page a site serves (Atlassian caps `maxResults` at 50): callers ask for it.
+    public static let largestSize = 50
+
+    /// Describes a page.
+    public init(accountIds: [String], total: Int, isLast: Bool) {
+        self.accountIds = accountIds
+        self.total = total
+        self.isLast = isLast
+    }
+}
+
+extension CloudSite {
+    /// Every member of the group, read page by page (`nil` when the site has no such group).
+    ///
+    /// Bounded: it reads at most as many pages as the first page's `total` calls for (one more
+    /// when the group grew meanwhile), and stops at the first empty or last page.
+    public func memberAccountIds(ofGroupId groupId: String) async throws -> Set<String>? {
+        guard
+            let first = try await groupMembers(ofGroupId: groupId, startAt: 0, maxResults: GroupMemberPage.largestSize)
+        else { return nil }
+        var members = Set(first.accountIds)
+        var page = first
+        var startAt = first.accountIds.count
+        let pages = (max(0, first.total) + GroupMemberPage.largestSize - 1) / GroupMemberPage.largestSize + 1
+        for _ in 1..<max(1, pages) {
+            guard !page.isLast, !page.accountIds.isEmpty else { break }
+            guard
+                let next = try await groupMembers(
+                    ofGroupId: groupId, startAt: startAt, maxResults: GroupMemberPage.largestSize)
+            else { return nil }
+            members.formUnion(next.accountIds)
+            startAt += next.accountIds.count
+            page = next
+        }
+        return members
     }
 }
 

@@ -43,11 +43,29 @@ public protocol AccountStore: Service {
     /// Adds an existing account to an existing group.
     func addMember(accountId: String, groupId: String) async throws -> MembershipResult
 
+    /// Up to `limit` members of the group from position `startAt`, in account creation order,
+    /// with the group's member count; `nil` when no group has this id. Read-only.
+    func members(ofGroupId groupId: String, startAt: Int, limit: Int) async throws -> SiteMemberPage?
+
     /// The verification figures.
     func counts() async throws -> SiteCounts
 
     /// Up to `limit` accounts created after position `sequence`, in creation order.
     func accounts(after sequence: Int64, limit: Int) async throws -> [SiteAccount]
+}
+
+/// One page of a group's members, as `GET /rest/api/3/group/member` serves it.
+public struct SiteMemberPage: Sendable, Hashable {
+    /// The members on this page.
+    public let accounts: [SiteAccount]
+    /// How many members the group has in all, which callers use to bound their paging.
+    public let total: Int
+
+    /// Describes a page.
+    public init(accounts: [SiteAccount], total: Int) {
+        self.accounts = accounts
+        self.total = total
+    }
 }
 
 /// A store failure the HTTP layer reports as 500, with a message safe to show.

@@ -107,6 +107,7 @@ public enum LocalCloudSite {
         atlassian.post("api/3/user", use: routes.createUser)
         atlassian.post("api/3/group", use: routes.createGroup)
         atlassian.get("api/3/group/bulk", use: routes.findGroups)
+        atlassian.get("api/3/group/member", use: routes.groupMembers)
         atlassian.post("api/3/group/user", use: routes.addGroupMember)
 
         let local = router.group("_local/v1")

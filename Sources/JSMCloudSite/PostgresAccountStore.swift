@@ -239,6 +239,30 @@ public final class PostgresAccountStore: AccountStore {
         return .alreadyMember
     }
 
+    public func members(ofGroupId groupId: String, startAt: Int, limit: Int) async throws -> SiteMemberPage? {
+        let counted = try await client.query(
+            """
+            SELECT (SELECT count(*) FROM \(unescaped: membersTable) WHERE group_id = \(groupId))
+            FROM \(unescaped: groupsTable) WHERE group_id = \(groupId)
+            """,
+            logger: logger)
+        var total: Int64?
+        for try await count in counted.decode(Int64.self) { total = count }
+        guard let total else { return nil }
+        let offset = max(0, startAt)
+        let size = max(0, limit)
+        let rows = try await client.query(
+            """
+            SELECT a.seq, a.account_id, a.email, a.account_type, a.display_name, a.products
+            FROM \(unescaped: membersTable) m JOIN \(unescaped: accountsTable) a ON a.account_id = m.account_id
+            WHERE m.group_id = \(groupId) ORDER BY a.seq LIMIT \(size) OFFSET \(offset)
+            """,
+            logger: logger)
+        var accounts: [SiteAccount] = []
+        for try await row in rows.decode(AccountRow.self) { accounts.append(try Self.account(row)) }
+        return SiteMemberPage(accounts: accounts, total: Int(total))
+    }
+
     public func counts() async throws -> SiteCounts {
         let rows = try await client.query(
             """

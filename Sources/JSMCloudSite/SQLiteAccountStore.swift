@@ -221,6 +221,20 @@ public final class SQLiteAccountStore: AccountStore {
         return rows.isEmpty ? .alreadyMember : .added
     }
 
+    public func members(ofGroupId groupId: String, startAt: Int, limit: Int) async throws -> SiteMemberPage? {
+        let connection = reader
+        let groups = try await connection.query(
+            "SELECT (SELECT count(*) FROM site_group_members WHERE group_id = ?) AS members FROM site_groups "
+                + "WHERE group_id = ?", [.text(groupId), .text(groupId)])
+        guard let total = groups.first?.column("members")?.integer else { return nil }
+        let rows = try await connection.query(
+            "SELECT a.seq, a.account_id, a.email, a.account_type, a.display_name, a.products "
+                + "FROM site_group_members m JOIN site_accounts a ON a.account_id = m.account_id "
+                + "WHERE m.group_id = ? ORDER BY a.seq LIMIT ? OFFSET ?",
+            [.text(groupId), .integer(max(0, limit)), .integer(max(0, startAt))])
+        return SiteMemberPage(accounts: try rows.map(Self.account(from:)), total: total)
+    }
+
     public func counts() async throws -> SiteCounts {
         let rows = try await reader.query(
             """

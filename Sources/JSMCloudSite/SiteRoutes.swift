@@ -223,6 +223,50 @@ struct SiteRoutes: Sendable {
         }
     }
 
+    /// `GET /rest/api/3/group/member?groupId=|groupname=[&includeInactiveUsers=][&startAt=][&maxResults=]`:
+    /// one page of the group's members in account creation order (Atlassian orders by user name,
+    /// which it does not disclose), `maxResults` capped at 50 as Atlassian caps it; 404 for a group
+    /// that does not exist. Every account of this site is active, so `includeInactiveUsers` changes nothing.
+    func groupMembers(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        let byId = parameters["groupId"].map(String.init)
+        let byName = parameters["groupname"].map(String.init)
+        guard (byId == nil) != (byName == nil) else {
+            return SiteResponse.platformError(
+                .badRequest, "Give exactly one of the query parameters 'groupId' and 'groupname'.")
+        }
+        let startAt = parameters["startAt"].map { Int($0) } ?? 0
+        let requested = parameters["maxResults"].map { Int($0) } ?? 50
+        guard let startAt, startAt >= 0, let requested, requested >= 1 else {
+            return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
+        }
+        let maxResults = min(requested, 50)
+        let group: SiteGroup?
+        if let byId {
+            group = try await store.group(withId: byId)
+        } else {
+            group = try await store.group(named: byName ?? "")
+        }
+        guard let group,
+            let page = try await store.members(ofGroupId: group.groupId, startAt: startAt, limit: maxResults)
+        else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
+        let base = baseURL(request)
+        let isLast = startAt + page.accounts.count >= page.total
+        let pagePath = base + "/rest/api/3/group/member?groupId=" + group.groupId + "&maxResults=\(maxResults)"
+        return SiteResponse.json(
+            GroupMemberPageBody(
+                self: pagePath + "&startAt=\(startAt)",
+                nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.accounts.count)",
+                maxResults: maxResults, startAt: startAt, total: page.total, isLast: isLast,
+                values: page.accounts.map {
+                    GroupMemberPageBody.Member(
+                        self: base + "/rest/api/3/user?accountId=" + $0.accountId, accountId: $0.accountId,
+                        accountType: $0.type.rawValue, emailAddress: $0.email, displayName: $0.displayName,
+                        active: true, timeZone: "Etc/UTC")
+                }),
+            status: .ok)
+    }
+
     // MARK: This site's own verification endpoints
 
     /// `GET /_local/v1/counts`: accounts per type, groups, memberships and Atlassian API requests received.

@@ -131,6 +131,28 @@ struct GroupPageBody: Encodable {
     let values: [Details]
 }
 
+/// The platform's `PageBeanUserDetails`, answered by `GET /rest/api/3/group/member`.
+struct GroupMemberPageBody: Encodable {
+    /// The platform's `UserDetails`.
+    struct Member: Encodable {
+        let `self`: String
+        let accountId: String
+        let accountType: String
+        let emailAddress: String
+        let displayName: String
+        let active: Bool
+        let timeZone: String
+    }
+
+    let `self`: String
+    let nextPage: String?
+    let maxResults: Int
+    let startAt: Int
+    let total: Int
+    let isLast: Bool
+    let values: [Member]
+}
+
 /// The platform's error shape: `{"errorMessages":[...],"errors":{...}}`.
 struct PlatformErrorBody: JSONBody {
     let errorMessages: [String]

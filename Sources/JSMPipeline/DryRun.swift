@@ -13,11 +13,17 @@ public struct SourceScope: Sendable {
     public internal(set) var categories: [String: ScopeCategory] = [:]
     /// In-scope user keys per selected project.
     public internal(set) var projectReferences: [Int64: Set<String>] = [:]
+    /// With groups: the groups with at least one in-scope member, by lower-cased name, each with
+    /// the name the producer records (the first the source yields), as the ledger's cut keeps them.
+    public internal(set) var groups: [String: GroupCandidate] = [:]
+    /// With groups: every (group, in-scope customer or licensed user) pair, as the ledger's cut keeps them.
+    public internal(set) var memberships: Set<MembershipCandidate> = []
 
     /// Reads the scope of `options` over `projects` from `source`, with the same rules as the
-    /// pipeline (JSMDomain's `ScopeSelection`), but without the ledger or the broker.
+    /// pipeline (JSMDomain's `ScopeSelection`), but without the ledger or the broker; with `groups`,
+    /// also the groups and memberships the producer would record and the cut would keep.
     public static func compute(
-        source: JiraSource, options: ScopeOptions, projects: [SelectedProject]
+        source: JiraSource, options: ScopeOptions, projects: [SelectedProject], groups: Bool = false
     ) async throws -> SourceScope {
         let selection = try ScopeSelection(options: options, projects: projects)
         let classifier = try await source.loadClassifier()
@@ -40,16 +46,37 @@ public struct SourceScope: Sendable {
             }
             scope.projectReferences[project.id] = inScope
         }
-        guard options.customers == .all || options.users == .all else { return scope }
+        let claimsAll = options.customers == .all || options.users == .all
+        guard claimsAll || groups else { return scope }
         var reporters = Set<String>()
-        for try await key in source.requestReporters() { reporters.insert(key) }
+        if claimsAll {
+            for try await key in source.requestReporters() { reporters.insert(key) }
+        }
+        var groupNames: [String: GroupCandidate] = [:]
         for try await classified in source.classifiedIdentities(classifier: classifier) {
             let identity = classified.identity
-            if let category = selection.categoryWithoutReference(
-                identity, isRequestReporter: reporters.contains(identity.userKey))
+            if claimsAll,
+                let category = selection.categoryWithoutReference(
+                    identity, isRequestReporter: reporters.contains(identity.userKey))
             {
                 scope.insert(identity, as: category)
             }
+            // The producer's candidate rule: a customer's or licensed user's groups, with every
+            // group they nest in; the cut keeps the pairs whose member is in scope.
+            guard groups, identity.kind == .customer || identity.kind == .licensedUser else { continue }
+            let inScope = scope.identities[identity.userKey] != nil
+            for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
+                if groupNames[group.lowerName] == nil {
+                    groupNames[group.lowerName] = GroupCandidate(
+                        lowerName: group.lowerName, name: group.name, directoryId: group.directoryId)
+                }
+                if inScope {
+                    scope.memberships.insert(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
+                }
+            }
+        }
+        for pair in scope.memberships where scope.groups[pair.lowerName] == nil {
+            scope.groups[pair.lowerName] = groupNames[pair.lowerName]
         }
         return scope
     }
@@ -81,10 +108,14 @@ public struct PredictedTotals: Sendable, Hashable {
     public let byCategory: [ScopeCategory: OutcomeTally]
     /// Per selected project, per category.
     public let byProject: [Int64: [ScopeCategory: OutcomeTally]]
+    /// With `--groups`: groups and (with `--group-membership`; otherwise none in scope) memberships,
+    /// in the shape the ledger's ``Ledger/groupTotals(migrationId:)`` reports after the run.
+    public let groups: GroupPhaseTotals?
 }
 
 /// `start --dry-run`: classifies every identity of the scope and applies the rules against what
 /// the ledger and the site hold now, with read-only site lookups; it records and publishes nothing.
+/// With `--groups` it also predicts the group and membership totals (see ``GroupDryRun``).
 public struct MigrationDryRun: Sendable {
     let ledger: Ledger
     let source: JiraSource
@@ -102,7 +133,7 @@ public struct MigrationDryRun: Sendable {
     /// The totals a real run of `definition` would report if nothing changes meanwhile.
     public func predict(_ definition: MigrationDefinition) async throws -> PredictedTotals {
         let scope = try await SourceScope.compute(
-            source: source, options: definition.scope, projects: definition.projects)
+            source: source, options: definition.scope, projects: definition.projects, groups: definition.groups)
         let keys = scope.identities.keys.sorted()
         var prior: [String: PriorMapping] = [:]
         var start = 0
@@ -115,8 +146,16 @@ public struct MigrationDryRun: Sendable {
         let ordered = keys.compactMap { scope.identities[$0] }
         let plan = BatchPlan(identities: ordered, priorMappings: prior, policies: definition.policies)
         var outcomes: [String: Outcome] = [:]
-        for decided in plan.settled { outcomes[decided.identity.userKey] = decided.decision.outcome }
-        for (key, outcome) in try await predictAtSite(plan.pending) { outcomes[key] = outcome }
+        var accounts: [String: PredictedAccount] = [:]
+        for decided in plan.settled {
+            let key = decided.identity.userKey
+            outcomes[key] = decided.decision.outcome
+            accounts[key] = PredictedAccount.of(decided, prior: prior[key])
+        }
+        for (key, outcome, account) in try await predictAtSite(plan.pending) {
+            outcomes[key] = outcome
+            accounts[key] = account
+        }
         var byCategory: [ScopeCategory: OutcomeTally] = [:]
         for (key, category) in scope.categories {
             byCategory[category, default: OutcomeTally()].add(outcome: outcomes[key], count: 1)
@@ -130,13 +169,21 @@ public struct MigrationDryRun: Sendable {
             }
             byProject[project] = tallies
         }
-        return PredictedTotals(byCategory: byCategory, byProject: byProject)
+        var groups: GroupPhaseTotals?
+        if definition.groups {
+            groups = try await GroupDryRun(
+                ledger: ledger, site: site, siteId: definition.siteId, siteConcurrency: siteConcurrency
+            ).predict(scope: scope, accounts: accounts, memberships: definition.groupMembership)
+        }
+        return PredictedTotals(byCategory: byCategory, byProject: byProject, groups: groups)
     }
 
-    /// Each pending group's outcomes from a search of the site, `siteConcurrency` at a time.
-    private func predictAtSite(_ groups: [EmailGroupPlan]) async throws -> [(String, Outcome)] {
-        var outcomes: [(String, Outcome)] = []
-        try await withThrowingTaskGroup(of: [(String, Outcome)].self) { tasks in
+    /// Each pending email's outcomes and accounts from a search of the site, `siteConcurrency` at a time.
+    private func predictAtSite(_ groups: [EmailGroupPlan]) async throws
+        -> [(String, Outcome, PredictedAccount?)]
+    {
+        var outcomes: [(String, Outcome, PredictedAccount?)] = []
+        try await withThrowingTaskGroup(of: [(String, Outcome, PredictedAccount?)].self) { tasks in
             var next = 0
             func startNext() {
                 guard next < groups.count else { return }
@@ -145,12 +192,14 @@ public struct MigrationDryRun: Sendable {
                 tasks.addTask {
                     let existing = try await site.accounts(withEmail: group.email)
                     let decision = group.decidePrimary(existingAccounts: existing)
-                    var result = [(group.primary.userKey, decision.outcome)]
+                    let account = PredictedAccount.of(
+                        IdentityDecision(identity: group.primary, decision: decision), prior: nil)
+                    var result = [(group.primary.userKey, decision.outcome, account)]
                     if decision.outcome == .created || decision.outcome == .linked {
                         // The others follow the primary's account: linked, flagged merged.
-                        result += group.followers.map { ($0.userKey, Outcome.linked) }
+                        result += group.followers.map { ($0.userKey, Outcome.linked, account) }
                     } else {
-                        result += group.followers.map { ($0.userKey, decision.outcome) }
+                        result += group.followers.map { ($0.userKey, decision.outcome, nil) }
                     }
                     return result
                 }

@@ -138,20 +138,22 @@ struct MembershipBatchProcessor: Sendable {
             MembershipCompletion(
                 membership: pair, outcome: outcome, cloudGroupId: group, cloudAccountId: account, detail: detail)
         }
-        if targets.alreadyMigrated.contains(pair) { return ended(.alreadyMigrated, nil) }
-        guard let groupId = targets.groups[pair.lowerName] else {
-            return ended(.skippedNoGroup, "the group was not migrated to this site")
-        }
-        guard let account = targets.accounts[pair.userKey] else {
-            return ended(.skippedNoAccount, "the member has no cloud account (former, rejected or not migrated)")
-        }
-        guard account.accountType == .atlassian else {
-            return ended(.skippedCustomerAccount, "the member is a customer account, which groups cannot hold")
+        let account = targets.accounts[pair.userKey]
+        let step = MembershipRule.step(
+            alreadyMigrated: targets.alreadyMigrated.contains(pair), group: targets.groups[pair.lowerName],
+            account: account?.accountId, accountType: account?.accountType)
+        let groupId: String
+        let accountId: String
+        switch step {
+        case .ended(let outcome, let detail): return ended(outcome, detail)
+        case .addAtSite(let group, let member):
+            groupId = group
+            accountId = member
         }
         do {
-            switch try await site.addMember(accountId: account.accountId, toGroupId: groupId) {
-            case .added: return ended(.added, nil, group: groupId, account: account.accountId)
-            case .alreadyMember: return ended(.alreadyMember, nil, group: groupId, account: account.accountId)
+            switch try await site.addMember(accountId: accountId, toGroupId: groupId) {
+            case .added: return ended(.added, nil, group: groupId, account: accountId)
+            case .alreadyMember: return ended(.alreadyMember, nil, group: groupId, account: accountId)
             }
         } catch let error as CloudSiteError where error.refusesTheItem {
             logger.warning(
@@ -162,5 +164,45 @@ struct MembershipBatchProcessor: Sendable {
                 ])
             return ended(.rejected, "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
         }
+    }
+}
+
+/// The membership rule up to the site call, shared by the worker (``MembershipBatchProcessor``) and
+/// the dry run, so both decide every pair the same way: recorded before, skipped for want of a
+/// group or an Atlassian account, or to be added at the site.
+///
+/// Generic over how a group and an account are named: the worker names them by their cloud ids,
+/// the dry run also has groups and accounts that the run has yet to create.
+enum MembershipRule {
+    /// Where a pair stands before any site call.
+    enum Step<Group: Hashable & Sendable, Account: Hashable & Sendable>: Hashable, Sendable {
+        /// Decided without the site, with the reason the ledger records.
+        case ended(MembershipOutcomeKind, detail: String?)
+        /// The site must add the account to the group (`added`, or `already_member` if it was).
+        case addAtSite(group: Group, account: Account)
+    }
+
+    /// The step for one pair: `already_migrated` when an earlier migration recorded it on this
+    /// site; `skipped_no_group` when its group was not migrated (rejected); `skipped_no_account`
+    /// when its member has no cloud account (former, rejected or not migrated);
+    /// `skipped_customer_account` when the member is a customer account, which groups cannot hold.
+    ///
+    /// - Parameters:
+    ///   - group: the migrated cloud group, `nil` when the group has none.
+    ///   - account: the member's cloud account, `nil` when it has none; `accountType` is its type.
+    static func step<Group, Account>(
+        alreadyMigrated: Bool, group: Group?, account: Account?, accountType: CloudAccountType?
+    ) -> Step<Group, Account> {
+        if alreadyMigrated { return .ended(.alreadyMigrated, detail: nil) }
+        guard let group else { return .ended(.skippedNoGroup, detail: "the group was not migrated to this site") }
+        guard let account, let accountType else {
+            return .ended(
+                .skippedNoAccount, detail: "the member has no cloud account (former, rejected or not migrated)")
+        }
+        guard accountType == .atlassian else {
+            return .ended(
+                .skippedCustomerAccount, detail: "the member is a customer account, which groups cannot hold")
+        }
+        return .addAtSite(group: group, account: account)
     }
 }

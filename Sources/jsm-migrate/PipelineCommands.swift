@@ -93,12 +93,10 @@ struct StartCommand: AsyncParsableCommand {
                         ).predict(definition)
                         print("dry run of \(migration): nothing recorded, nothing published")
                         print(TotalsTable.render(predicted.byCategory))
-                        if groups {
-                            // Group outcomes need the site's groups and members, which a read-only
-                            // run does not look up yet: say so rather than print partial totals.
-                            print(
-                                "groups\(groupMembership ? " and memberships" : ""): not predicted by a dry run "
-                                    + "(the identity totals above are exact)")
+                        if let groupTotals = predicted.groups {
+                            // The report's own lines, so the prediction reads like the report it predicts.
+                            print("")
+                            print(groupTotals.reportLines.joined(separator: "\n"))
                         }
                         return
                     }

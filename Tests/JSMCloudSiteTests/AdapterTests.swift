@@ -85,6 +85,35 @@ struct AdapterTests {
     }
 
     @Test(
+        "read-only group lookups: a group by name in any case, every member across pages, nil for a missing group",
+        arguments: StoreKind.allCases)
+    func groupLookupsThroughTheAdapter(kind: StoreKind) async throws {
+        try await SiteHarness.withSite(kind) { site in
+            try await site.withAdapter { adapter in
+                #expect(try await adapter.group(named: "Agents") == nil)
+                let group = try await adapter.createGroup(named: "Agents").group
+                #expect(try await adapter.group(named: "AGENTS") == group)
+                #expect(try await adapter.memberAccountIds(ofGroupId: group.groupId) == [])
+                var members = Set<String>()
+                for index in 0..<(GroupMemberPage.largestSize * 2 + 3) {
+                    let email = try #require(NormalizedEmail("m\(index)@example.com"))
+                    let account = try await adapter.createAtlassianAccount(email: email, displayName: "M").account
+                    _ = try await adapter.addMember(accountId: account.accountId, toGroupId: group.groupId)
+                    members.insert(account.accountId)
+                }
+                let counts = try await site.store.counts()
+                #expect(try await adapter.memberAccountIds(ofGroupId: group.groupId) == members)
+                let page = try #require(
+                    try await adapter.groupMembers(ofGroupId: group.groupId, startAt: 100, maxResults: 500))
+                #expect(page.accountIds.count == 3 && page.total == members.count && page.isLast)
+                #expect(try await adapter.memberAccountIds(ofGroupId: "no-such-group") == nil)
+                #expect(try await site.store.counts() == counts, "lookups change nothing")
+                #expect(adapter.metrics.snapshot.failures == 0)
+            }
+        }
+    }
+
+    @Test(
         "under a rate limit, 10,000 creations complete with zero failures and the 429s absorbed",
         arguments: StoreKind.allCases)
     func rateLimitedCreations(kind: StoreKind) async throws {

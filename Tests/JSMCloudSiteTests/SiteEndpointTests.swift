@@ -222,12 +222,68 @@ struct SiteEndpointTests {
         }
     }
 
+    @Test(
+        "group members: pages of at most 50 with total, isLast and nextPage; unknown group 404; bad paging 400",
+        arguments: StoreKind.allCases)
+    func groupMembers(kind: StoreKind) async throws {
+        try await SiteHarness.withSite(kind) { site in
+            let created = try await SiteHarness.request(
+                site, .POST, "/rest/api/3/group", body: #"{"name":"Agents"}"#)
+            let groupId = try #require(created.object["groupId"] as? String)
+            var members: [String] = []
+            for index in 0..<60 {
+                let user = try await SiteHarness.request(
+                    site, .POST, "/rest/api/3/user", body: #"{"emailAddress":"member\#(index)@example.com"}"#)
+                let accountId = try #require(user.object["accountId"] as? String)
+                let added = try await SiteHarness.request(
+                    site, .POST, "/rest/api/3/group/user?groupId=\(groupId)", body: #"{"accountId":"\#(accountId)"}"#)
+                #expect(added.status == 201)
+                members.append(accountId)
+            }
+            // maxResults above 50 is capped, as Atlassian caps it.
+            let first = try await SiteHarness.request(
+                site, .GET, "/rest/api/3/group/member?groupId=\(groupId)&maxResults=1000")
+            #expect(first.status == 200)
+            #expect(first.object["total"] as? Int == 60 && first.object["maxResults"] as? Int == 50)
+            #expect(first.object["isLast"] as? Bool == false && first.object["startAt"] as? Int == 0)
+            let firstValues = first.object["values"] as? [[String: Any]] ?? []
+            #expect(firstValues.count == 50)
+            #expect(firstValues.first?["accountType"] as? String == "atlassian")
+            let next = try #require(first.object["nextPage"] as? String)
+            #expect(next.hasSuffix("startAt=50"))
+            let second = try await SiteHarness.request(
+                site, .GET, "/rest/api/3/group/member?groupname=AGENTS&startAt=50&maxResults=50")
+            #expect(second.status == 200)
+            #expect(second.object["isLast"] as? Bool == true && second.object["nextPage"] == nil)
+            let secondValues = second.object["values"] as? [[String: Any]] ?? []
+            let listed = (firstValues + secondValues).compactMap { $0["accountId"] as? String }
+            #expect(listed == members, "every member once, in creation order")
+            let past = try await SiteHarness.request(
+                site, .GET, "/rest/api/3/group/member?groupId=\(groupId)&startAt=500")
+            #expect(past.status == 200 && (past.object["values"] as? [[String: Any]])?.isEmpty == true)
+            #expect(past.object["isLast"] as? Bool == true)
+
+            let unknown = try await SiteHarness.request(site, .GET, "/rest/api/3/group/member?groupId=missing")
+            #expect(unknown.status == 404)
+            for query in [
+                "", "groupId=\(groupId)&groupname=agents", "groupId=\(groupId)&startAt=-1",
+                "groupId=\(groupId)&maxResults=0", "groupId=\(groupId)&startAt=x",
+            ] {
+                let bad = try await SiteHarness.request(site, .GET, "/rest/api/3/group/member?" + query)
+                #expect(bad.status == 400, "\(query)")
+            }
+            let counts = try await site.store.counts()
+            #expect(counts.groups == 1 && counts.groupMemberships == 60, "listing members changes nothing")
+        }
+    }
+
     @Test("every endpoint refuses a request without the token or with a wrong one (401)", arguments: StoreKind.allCases)
     func authentication(kind: StoreKind) async throws {
         try await SiteHarness.withSite(kind) { site in
             let endpoints: [(HTTPMethodName, String)] = [
                 (.post, "/rest/servicedeskapi/customer"), (.get, "/rest/api/3/user/search?query=a%40b.co"),
                 (.post, "/rest/api/3/user"), (.post, "/rest/api/3/group"), (.post, "/rest/api/3/group/user?groupId=x"),
+                (.get, "/rest/api/3/group/member?groupId=x"),
                 (.get, "/_local/v1/counts"), (.get, "/_local/v1/accounts"),
             ]
             for (method, path) in endpoints {

@@ -127,6 +127,9 @@ final class HidingAccountStore: AccountStore {
     func addMember(accountId: String, groupId: String) async throws -> MembershipResult {
         try await inner.addMember(accountId: accountId, groupId: groupId)
     }
+    func members(ofGroupId groupId: String, startAt: Int, limit: Int) async throws -> SiteMemberPage? {
+        try await inner.members(ofGroupId: groupId, startAt: startAt, limit: limit)
+    }
     func counts() async throws -> SiteCounts { try await inner.counts() }
     func accounts(after sequence: Int64, limit: Int) async throws -> [JSMCloudSite.SiteAccount] {
         try await inner.accounts(after: sequence, limit: limit).filter { !isHidden($0.accountId) }

@@ -67,19 +67,8 @@ extension MigrationReport {
             lines += Self.table(headers: ["project", "name"] + headers, rows: rows)
         }
         if let groupTotals {
-            let groups = groupTotals.groups
-            let members = groupTotals.memberships
             lines.append("")
-            lines.append(
-                "Groups: \(groups.inScope) in scope: \(groups.created) created, \(groups.reused) reused "
-                    + "(\(groups.escalationRisks) with a permission-escalation risk: see the attention CSV), "
-                    + "\(groups.alreadyMigrated) already migrated, \(groups.rejected) rejected; balances: "
-                    + (groups.balances ? "yes" : "NO"))
-            lines.append(
-                "Memberships: \(members.inScope) in scope: \(members.added) added, \(members.alreadyMember) already "
-                    + "members, \(members.alreadyMigrated) already migrated, \(members.skipped) skipped (no account, "
-                    + "customer account or no group), \(members.rejected) rejected; balances: "
-                    + (members.balances ? "yes" : "NO"))
+            lines += groupTotals.reportLines
         }
         lines.append("")
         if decidedWithoutMapping > 0 {
@@ -213,5 +202,22 @@ extension MigrationReport {
             }
         }
         return text
+    }
+}
+
+extension GroupPhaseTotals {
+    /// The group line and the membership line of the text report; `start --dry-run --groups`
+    /// prints the same lines, so a prediction and the report it predicts read alike.
+    public var reportLines: [String] {
+        [
+            "Groups: \(groups.inScope) in scope: \(groups.created) created, \(groups.reused) reused "
+                + "(\(groups.escalationRisks) with a permission-escalation risk: see the attention CSV), "
+                + "\(groups.alreadyMigrated) already migrated, \(groups.rejected) rejected; balances: "
+                + (groups.balances ? "yes" : "NO"),
+            "Memberships: \(memberships.inScope) in scope: \(memberships.added) added, \(memberships.alreadyMember) "
+                + "already members, \(memberships.alreadyMigrated) already migrated, \(memberships.skipped) skipped "
+                + "(no account, customer account or no group), \(memberships.rejected) rejected; balances: "
+                + (memberships.balances ? "yes" : "NO"),
+        ]
     }
 }
