@@ -61,11 +61,10 @@ public struct SourceScope: Sendable {
             {
                 scope.insert(identity, as: category)
             }
-            // The producer's candidate rule: a customer's or licensed user's groups, with every
-            // group they nest in; the cut keeps the pairs whose member is in scope.
-            guard groups, identity.kind == .customer || identity.kind == .licensedUser else { continue }
+            // The producer's candidate rule; the cut keeps the pairs whose member is in scope.
+            guard groups else { continue }
             let inScope = scope.identities[identity.userKey] != nil
-            for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
+            for group in classified.candidateGroups(classifier) {
                 if groupNames[group.lowerName] == nil {
                     groupNames[group.lowerName] = GroupCandidate(
                         lowerName: group.lowerName, name: group.name, directoryId: group.directoryId)

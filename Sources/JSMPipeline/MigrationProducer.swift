@@ -244,8 +244,8 @@ public struct MigrationProducer: Sendable {
                     }
                 }
                 let identity = classified.identity
-                if groups, identity.kind == .customer || identity.kind == .licensedUser {
-                    for group in classifier.licensing.groupsIncludingAncestors(of: classified.directGroupIds) {
+                if groups {
+                    for group in classified.candidateGroups(classifier) {
                         if knownGroups.insert(group.lowerName).inserted {
                             newGroups.append(
                                 GroupCandidate(
@@ -278,5 +278,15 @@ extension ScopeCounts {
         customers += other.customers
         licensedUsers += other.licensedUsers
         formers += other.formers
+    }
+}
+
+extension ClassifiedIdentity {
+    /// The groups a group migration takes for this identity (the candidate rule the producer and
+    /// the dry run share): a customer's or licensed user's groups, with every group they nest in;
+    /// none for a former. The cut keeps the pairs whose member is in scope.
+    func candidateGroups(_ classifier: IdentityClassifier) -> [GroupRow] {
+        guard identity.kind == .customer || identity.kind == .licensedUser else { return [] }
+        return classifier.licensing.groupsIncludingAncestors(of: directGroupIds)
     }
 }
