@@ -214,14 +214,20 @@ extension Ledger {
         }
         // Claims settled the identities already mapped on this site; an email group with an
         // undecided identity goes to a batch whole, so its primary is chosen as usual.
-        try await session.execute(
-            """
-            UPDATE ledger_scope SET outcome = NULL, flags = NULL
-            WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
-              AND normalized_email IN (
-                  SELECT o.normalized_email FROM ledger_scope o
-                  WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
-            """, [.text(migrationId)])
+        let settledAtClaim = try await session.first(
+            "SELECT 1 FROM ledger_scope WHERE migration_id = $1 AND outcome IS NOT NULL LIMIT 1",
+            [.text(migrationId)])
+        // A first migration settles nothing at claim time: no need to list its emails (1.3 s at 1 M).
+        if settledAtClaim != nil {
+            try await session.execute(
+                """
+                UPDATE ledger_scope SET outcome = NULL, flags = NULL
+                WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
+                  AND normalized_email IN (
+                      SELECT o.normalized_email FROM ledger_scope o
+                      WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
+                """, [.text(migrationId)])
+        }
         try await session.execute(
             """
             UPDATE ledger_scope
