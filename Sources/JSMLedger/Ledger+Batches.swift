@@ -23,7 +23,7 @@ extension Ledger {
         migrationId: String, state: BatchState? = nil, method: String = LedgerBatch.identityMethod,
         afterSequence: Int64 = -1, limit: Int = 1000
     ) async throws(LedgerError) -> [LedgerBatch] {
-        try await database.transaction("batches") { session in
+        try await database.transaction("batches", readOnly: true) { session in
             var sql = "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND method = $2"
             sql += " AND sequence > $3"
             var binds: [SQLValue] = [.text(migrationId), .text(method), .int(afterSequence), .int(Int64(limit))]
@@ -38,7 +38,7 @@ extension Ledger {
 
     /// One batch, or `nil`.
     public func batch(migrationId: String, batchId: String) async throws(LedgerError) -> LedgerBatch? {
-        try await database.transaction("batch") { session in
+        try await database.transaction("batch", readOnly: true) { session in
             try await session.first(
                 "SELECT \(Ledger.batchColumns) FROM ledger_batches WHERE migration_id = $1 AND batch_id = $2",
                 [.text(migrationId), .text(batchId)]
@@ -99,7 +99,7 @@ extension Ledger {
     /// identity found here is `already_migrated` and costs no site call.
     public func priorMappings(siteId: String, userKeys: [String]) async throws(LedgerError) -> [String: PriorMapping] {
         let keys = Array(Set(userKeys)).sorted()
-        return try await database.transaction("priorMappings") { session in
+        return try await database.transaction("priorMappings", readOnly: true) { session in
             var found: [String: PriorMapping] = [:]
             var start = 0
             while start < keys.count {
@@ -456,7 +456,7 @@ extension Ledger {
 
     /// Number of mapping rows on a site.
     public func mappingCount(siteId: String) async throws(LedgerError) -> Int {
-        try await database.transaction("mappingCount") { session in
+        try await database.transaction("mappingCount", readOnly: true) { session in
             Int(
                 try await session.first("SELECT COUNT(*) FROM ledger_mappings WHERE site_id = $1", [.text(siteId)])?
                     .int(0) ?? 0)

@@ -106,7 +106,7 @@ extension Ledger {
 
     /// The migration with this id, or `nil`.
     public func migration(_ id: String) async throws(LedgerError) -> MigrationRecord? {
-        try await database.transaction("migration") { session in
+        try await database.transaction("migration", readOnly: true) { session in
             try await session.first(
                 "SELECT \(Ledger.migrationColumns) FROM ledger_migrations WHERE migration_id = $1", [.text(id)]
             ).map { row throws in try Ledger.migrationRecord(row, operation: "migration") }

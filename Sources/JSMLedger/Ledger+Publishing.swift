@@ -5,7 +5,7 @@ extension Ledger {
     public func unpublishedBatches(
         migrationId: String, method: String = LedgerBatch.identityMethod, limit: Int = 1000
     ) async throws(LedgerError) -> [LedgerBatch] {
-        try await database.transaction("unpublishedBatches") { session in
+        try await database.transaction("unpublishedBatches", readOnly: true) { session in
             try await session.query(
                 """
                 SELECT \(Ledger.batchColumns) FROM ledger_batches

@@ -179,7 +179,7 @@ extension Ledger {
 
     /// Selected projects not expanded yet, by id: what the aggregator waits for.
     public func pendingProjects(migrationId: String) async throws(LedgerError) -> [Int64] {
-        try await database.transaction("pendingProjects") { session in
+        try await database.transaction("pendingProjects", readOnly: true) { session in
             try await session.query(
                 """
                 SELECT project_id FROM ledger_projects WHERE migration_id = $1 AND expanded_at_ms IS NULL
