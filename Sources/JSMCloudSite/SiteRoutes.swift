@@ -191,25 +191,14 @@ struct SiteRoutes: Sendable {
 
     /// `POST /rest/api/3/group/user?groupId=` (or `?groupname=`): 400 for an existing member, as Jira does.
     func addGroupMember(_ request: Request, context: some RequestContext) async throws -> Response {
-        let parameters = request.uri.queryParameters
-        let byId = parameters["groupId"].map(String.init)
-        let byName = parameters["groupname"].map(String.init)
-        guard (byId == nil) != (byName == nil) else {
-            return SiteResponse.platformError(
-                .badRequest, "Give exactly one of the query parameters 'groupId' and 'groupname'.")
-        }
+        guard let selector = GroupSelector(request.uri.queryParameters) else { return GroupSelector.refusal }
         var request = request
         let body = try await BodyProblem.decode(GroupMemberRequest.self, from: &request, limit: maxBodyBytes)
         guard let accountId = body.accountId, !accountId.isEmpty else {
             return SiteResponse.platformError(
                 .badRequest, "The field 'accountId' is required.", errors: ["accountId": "required"])
         }
-        let group: SiteGroup?
-        if let byId {
-            group = try await store.group(withId: byId)
-        } else {
-            group = try await store.group(named: byName ?? "")
-        }
+        let group = try await selector.group(in: store)
         guard let group else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
         guard try await store.account(withId: accountId) != nil else {
             return SiteResponse.platformError(.notFound, "The user with account ID '\(accountId)' does not exist.")
@@ -229,24 +218,14 @@ struct SiteRoutes: Sendable {
     /// that does not exist. Every account of this site is active, so `includeInactiveUsers` changes nothing.
     func groupMembers(_ request: Request, context: some RequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
-        let byId = parameters["groupId"].map(String.init)
-        let byName = parameters["groupname"].map(String.init)
-        guard (byId == nil) != (byName == nil) else {
-            return SiteResponse.platformError(
-                .badRequest, "Give exactly one of the query parameters 'groupId' and 'groupname'.")
-        }
+        guard let selector = GroupSelector(parameters) else { return GroupSelector.refusal }
         let startAt = parameters["startAt"].map { Int($0) } ?? 0
         let requested = parameters["maxResults"].map { Int($0) } ?? 50
         guard let startAt, startAt >= 0, let requested, requested >= 1 else {
             return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
         }
         let maxResults = min(requested, 50)
-        let group: SiteGroup?
-        if let byId {
-            group = try await store.group(withId: byId)
-        } else {
-            group = try await store.group(named: byName ?? "")
-        }
+        let group = try await selector.group(in: store)
         guard let group,
             let page = try await store.members(ofGroupId: group.groupId, startAt: startAt, limit: maxResults)
         else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
@@ -333,5 +312,36 @@ struct SiteRoutes: Sendable {
                 },
                 nextCursor: next),
             status: .ok)
+    }
+}
+
+/// The group a route's `groupId=` or `groupname=` query names: exactly one of the two, as Jira's
+/// group routes take them.
+enum GroupSelector {
+    /// By the group's id.
+    case id(String)
+    /// By its name (any case).
+    case name(String)
+
+    /// The selector, or `nil` when the query gives neither or both.
+    init?(_ parameters: Parameters) {
+        switch (parameters["groupId"].map(String.init), parameters["groupname"].map(String.init)) {
+        case (let id?, nil): self = .id(id)
+        case (nil, let name?): self = .name(name)
+        default: return nil
+        }
+    }
+
+    /// The answer to a query that gives neither or both.
+    static var refusal: Response {
+        SiteResponse.platformError(.badRequest, "Give exactly one of the query parameters 'groupId' and 'groupname'.")
+    }
+
+    /// The group it names in `store`, if there is one.
+    func group(in store: any AccountStore) async throws -> SiteGroup? {
+        switch self {
+        case .id(let id): try await store.group(withId: id)
+        case .name(let name): try await store.group(named: name)
+        }
     }
 }
