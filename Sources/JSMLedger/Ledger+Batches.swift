@@ -334,7 +334,7 @@ extension Ledger {
         try await database.transaction(operation) { session in
             let moved = try await session.query(
                 """
-                UPDATE ledger_batches SET state = 'pending', published_at_ms = NULL
+                UPDATE ledger_batches SET state = 'pending', published_at_ms = NULL, publish_lease_until_ms = NULL
                 WHERE migration_id = $1 AND batch_id = $2 AND state = 'parked' RETURNING batch_id
                 """, [.text(migrationId), .text(batchId)])
             guard moved.isEmpty else {

@@ -16,6 +16,37 @@ extension Ledger {
         }
     }
 
+    /// Leases up to `limit` unpublished pending batches of `method`, in sequence order, for
+    /// `lease`: until it runs out no other publisher is offered them, so the producer and an
+    /// aggregator's periodic check, publishing at once, never send the same batch twice. A
+    /// publisher that dies before ``markPublished(migrationId:batchIds:)`` leaves its batches to
+    /// the next one once the lease has run out.
+    public func leaseUnpublishedBatches(
+        migrationId: String, method: String = LedgerBatch.identityMethod, limit: Int = 1000,
+        lease: Duration = .seconds(60)
+    ) async throws(LedgerError) -> [LedgerBatch] {
+        let now = self.now()
+        let until = now + lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
+        return try await database.transaction("leaseUnpublishedBatches") { session in
+            // The outer conditions repeat the inner ones: PostgreSQL re-checks them on a row another
+            // publisher leased meanwhile (the inner list is not re-read), so neither takes it twice.
+            try await session.query(
+                """
+                UPDATE ledger_batches SET publish_lease_until_ms = CAST($4 AS BIGINT)
+                WHERE migration_id = $1 AND state = 'pending' AND published_at_ms IS NULL
+                  AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
+                  AND batch_id IN (
+                      SELECT batch_id FROM ledger_batches
+                      WHERE migration_id = $1 AND method = $2 AND state = 'pending' AND published_at_ms IS NULL
+                        AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
+                      ORDER BY sequence LIMIT $3)
+                RETURNING \(Ledger.batchColumns)
+                """, [.text(migrationId), .text(method), .int(Int64(limit)), .int(until), .int(now)]
+            ).map { row throws in try Ledger.batch(row, operation: "leaseUnpublishedBatches") }
+                .sorted { $0.sequence < $1.sequence }
+        }
+    }
+
     /// Records that the broker confirmed the messages of these batches.
     public func markPublished(migrationId: String, batchIds: [String]) async throws(LedgerError) {
         guard !batchIds.isEmpty else { return }
@@ -44,7 +75,7 @@ extension Ledger {
         try await database.transaction("markUnpublished") { session in
             try await session.query(
                 """
-                UPDATE ledger_batches SET published_at_ms = NULL
+                UPDATE ledger_batches SET published_at_ms = NULL, publish_lease_until_ms = NULL
                 WHERE migration_id = $1 AND batch_id = $2 RETURNING batch_id
                 """, [.text(migrationId), .text(batchId)]
             ).isEmpty == false

@@ -70,7 +70,8 @@ struct BatchPublisher: Sendable {
         var published = 0
         // Bounded: each round confirms up to `chunk` batches or ends the loop.
         for _ in 0...(batchCount / max(1, chunk) + 1) {
-            let batches = try await ledger.unpublishedBatches(
+            // Leased, not just read: another publisher running at once skips them.
+            let batches = try await ledger.leaseUnpublishedBatches(
                 migrationId: migration.id, method: method.rawValue, limit: chunk)
             if batches.isEmpty { break }
             var messages: [OutboundMessage] = []

@@ -36,6 +36,55 @@ struct PublishingTests {
         }
     }
 
+    @Test(
+        "a leased batch is offered to no other publisher until its lease runs out, and never once confirmed",
+        arguments: Backend.allCases)
+    func leases(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 5))
+            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
+            try await ledger.claimScope(migrationId: "m1", identities: people)
+            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            let first = try await ledger.leaseUnpublishedBatches(migrationId: "m1", limit: 2)
+            #expect(first.map(\.sequence) == [0, 1])
+            // A second publisher meanwhile gets the others, never the leased ones.
+            let second = try await ledger.leaseUnpublishedBatches(migrationId: "m1", limit: 10)
+            #expect(second.map(\.sequence) == [2, 3, 4])
+            #expect(try await ledger.leaseUnpublishedBatches(migrationId: "m1").isEmpty)
+            try await ledger.markPublished(migrationId: "m1", batchIds: first.map(\.batchId) + [second[0].batchId])
+            // Once the lease has run out, the unconfirmed ones are offered again; the confirmed never.
+            let later = Ledger(database: ledger.database, now: { Ledger.wallClockMilliseconds() + 61_000 })
+            #expect(try await later.leaseUnpublishedBatches(migrationId: "m1").map(\.sequence) == [3, 4])
+            // An operator's retry forgets the publication and the lease.
+            #expect(try await ledger.markUnpublished(migrationId: "m1", batchId: first[0].batchId))
+            #expect(try await ledger.leaseUnpublishedBatches(migrationId: "m1").map(\.sequence) == [0])
+        }
+    }
+
+    @Test("publishers leasing at the same time never get the same batch", arguments: Backend.allCases)
+    func concurrentLeases(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 1))
+            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
+            try await ledger.claimScope(migrationId: "m1", identities: people)
+            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            let leased = try await withThrowingTaskGroup(of: [String].self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await ledger.leaseUnpublishedBatches(migrationId: "m1", limit: 5).map(\.batchId)
+                    }
+                }
+                var all: [String] = []
+                for try await ids in group { all += ids }
+                return all
+            }
+            #expect(Set(leased).count == leased.count, "a batch was leased twice")
+            #expect(leased.count >= 5)
+            let batches = Set(try await ledger.batches(migrationId: "m1").map(\.batchId))
+            #expect(batches.count == 23 && Set(leased).isSubset(of: batches))
+        }
+    }
+
     @Test("migrations are listed by state, oldest first", arguments: Backend.allCases)
     func migrationsByState(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in

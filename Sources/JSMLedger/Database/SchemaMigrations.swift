@@ -233,5 +233,10 @@ enum LedgerSchema {
                 WHERE first_project_id IS NOT NULL
                 """,
             ]),
+        SchemaMigration(
+            version: 5, name: "a publisher leases the batches it sends, so two publishers never send one twice",
+            statements: [
+                "ALTER TABLE ledger_batches ADD COLUMN publish_lease_until_ms BIGINT"
+            ]),
     ]
 }
