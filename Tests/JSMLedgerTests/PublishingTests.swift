@@ -5,15 +5,20 @@ import Testing
 
 @Suite("Ledger: batch publication and migration states")
 struct PublishingTests {
+    /// Migration `m1` with 23 customers claimed and cut into batches of `batchSize`.
+    private func cutMigration(_ ledger: Ledger, batchSize: Int) async throws {
+        _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: batchSize))
+        let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
+        try await ledger.claimScope(migrationId: "m1", identities: people)
+        _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+    }
+
     @Test(
         "only unconfirmed pending batches are offered for publishing, and a requeued one can be offered again",
         arguments: Backend.allCases)
     func unpublishedBatches(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
-            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 5))
-            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
-            try await ledger.claimScope(migrationId: "m1", identities: people)
-            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            try await cutMigration(ledger, batchSize: 5)
             let all = try await ledger.unpublishedBatches(migrationId: "m1", limit: 100)
             #expect(all.map(\.sequence) == [0, 1, 2, 3, 4])
             try await ledger.markPublished(migrationId: "m1", batchIds: all.prefix(3).map(\.batchId))
@@ -41,10 +46,7 @@ struct PublishingTests {
         arguments: Backend.allCases)
     func leases(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
-            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 5))
-            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
-            try await ledger.claimScope(migrationId: "m1", identities: people)
-            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            try await cutMigration(ledger, batchSize: 5)
             let first = try await ledger.leaseUnpublishedBatches(migrationId: "m1", limit: 2)
             #expect(first.map(\.sequence) == [0, 1])
             // A second publisher meanwhile gets the others, never the leased ones.
@@ -64,10 +66,7 @@ struct PublishingTests {
     @Test("publishers leasing at the same time never get the same batch", arguments: Backend.allCases)
     func concurrentLeases(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
-            _ = try await ledger.createOrResumeMigration(definition("m1", projects: [], batchSize: 1))
-            let people = (0..<23).map { People.customer("c\($0)", "c\($0)@example.com") }
-            try await ledger.claimScope(migrationId: "m1", identities: people)
-            _ = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            try await cutMigration(ledger, batchSize: 1)
             let leased = try await withThrowingTaskGroup(of: [String].self) { group in
                 for _ in 0..<8 {
                     group.addTask {
