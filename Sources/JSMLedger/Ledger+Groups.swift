@@ -188,7 +188,16 @@ extension Ledger {
     {
         let groups = try await priorGroupMappings(siteId: siteId, lowerNames: memberships.map(\.lowerName))
         let accounts = try await priorMappings(siteId: siteId, userKeys: memberships.map(\.userKey))
-        let done = try await database.transaction("membershipTargets", readOnly: true) { session in
+        let done = try await recordedMemberships(siteId: siteId, memberships: memberships)
+        return MembershipTargets(groups: groups, accounts: accounts, alreadyMigrated: done)
+    }
+
+    /// The pairs an earlier migration already added on this site (their memberships are
+    /// `already_migrated`): what a dry run needs of ``membershipTargets(siteId:memberships:)``.
+    public func recordedMemberships(siteId: String, memberships: [MembershipCandidate]) async throws(LedgerError)
+        -> Set<MembershipCandidate>
+    {
+        try await database.transaction("recordedMemberships", readOnly: true) { session in
             var found = Set<MembershipCandidate>()
             for chunk in memberships.chunked(Ledger.bulkRowLimit) {
                 var rows = BulkRows([("lower_name", .text), ("user_key", .text)])
@@ -206,7 +215,6 @@ extension Ledger {
             }
             return found
         }
-        return MembershipTargets(groups: groups, accounts: accounts, alreadyMigrated: done)
     }
 
     /// Completes a group batch in ONE transaction: the per-site group mappings (a created or
@@ -478,13 +486,5 @@ extension Ledger {
                 "SELECT site_id FROM ledger_migrations WHERE migration_id = $1", [.text(migrationId)])
         else { throw LedgerError(.notFound, operation: operation, "no migration \(migrationId)") }
         return try site.text(0)
-    }
-}
-
-extension Array {
-    /// Consecutive slices of at most `size` elements (bulk statements take a bounded row count).
-    func chunked(_ size: Int) -> [ArraySlice<Element>] {
-        let step = Swift.max(1, size)
-        return stride(from: 0, to: count, by: step).map { self[$0..<Swift.min($0 + step, count)] }
     }
 }

@@ -26,7 +26,7 @@ extension Ledger {
         lease: Duration = .seconds(60)
     ) async throws(LedgerError) -> [LedgerBatch] {
         let now = self.now()
-        let until = now + lease.components.seconds * 1000 + lease.components.attoseconds / 1_000_000_000_000_000
+        let until = now + lease.wholeMilliseconds
         return try await database.transaction("leaseUnpublishedBatches") { session in
             // The outer conditions repeat the inner ones: PostgreSQL re-checks them on a row another
             // publisher leased meanwhile (the inner list is not re-read), so neither takes it twice.

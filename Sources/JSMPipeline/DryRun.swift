@@ -135,11 +135,9 @@ public struct MigrationDryRun: Sendable {
             source: source, options: definition.scope, projects: definition.projects, groups: definition.groups)
         let keys = scope.identities.keys.sorted()
         var prior: [String: PriorMapping] = [:]
-        var start = 0
-        while start < keys.count {
-            let chunk = Array(keys[start..<min(start + 5_000, keys.count)])
-            start += chunk.count
-            prior.merge(try await ledger.priorMappings(siteId: definition.siteId, userKeys: chunk)) { first, _ in first
+        for chunk in keys.chunked(GroupDryRun.chunkSize) {
+            prior.merge(try await ledger.priorMappings(siteId: definition.siteId, userKeys: Array(chunk))) { first, _ in
+                first
             }
         }
         let ordered = keys.compactMap { scope.identities[$0] }

@@ -177,11 +177,10 @@ struct GroupDryRun: Sendable {
     ) async throws -> GroupPhaseTotals {
         let names = scope.groups.keys.sorted()
         var prior: [String: String] = [:]
-        var start = 0
-        while start < names.count {
-            let chunk = Array(names[start..<min(start + Self.chunkSize, names.count)])
-            start += chunk.count
-            prior.merge(try await ledger.priorGroupMappings(siteId: siteId, lowerNames: chunk)) { first, _ in first }
+        for chunk in names.chunked(Self.chunkSize) {
+            prior.merge(try await ledger.priorGroupMappings(siteId: siteId, lowerNames: Array(chunk))) { first, _ in
+                first
+            }
         }
         var groups: [String: PredictedGroup] = [:]
         for (name, groupId) in prior { groups[name] = .alreadyMigrated(cloudGroupId: groupId) }
@@ -201,11 +200,8 @@ struct GroupDryRun: Sendable {
 
         var forecast = MembershipForecast(groups: groups, accounts: accounts)
         let pairs = scope.memberships.sorted { ($0.lowerName, $0.userKey) < ($1.lowerName, $1.userKey) }
-        start = 0
-        while start < pairs.count {
-            let chunk = Array(pairs[start..<min(start + Self.chunkSize, pairs.count)])
-            start += chunk.count
-            let recorded = try await ledger.membershipTargets(siteId: siteId, memberships: chunk).alreadyMigrated
+        for chunk in pairs.chunked(Self.chunkSize) {
+            let recorded = try await ledger.recordedMemberships(siteId: siteId, memberships: Array(chunk))
             for pair in chunk { forecast.add(pair, alreadyMigrated: recorded.contains(pair)) }
         }
         let read = try await forecast.groupsToRead.sorted().boundedConcurrentMap(limit: siteConcurrency) { groupId in

@@ -123,7 +123,7 @@ public struct AggregatorVerdict: Sendable, Hashable {
     /// The migration.
     public let migrationId: String
     /// `complete` or `incomplete`.
-    public let state: MigrationState
+    public internal(set) var state: MigrationState
     /// The ledger's totals at the end.
     public let totals: LedgerTotals
     /// The ledger's group and membership totals at the end (zero without `--groups`).
@@ -140,13 +140,6 @@ public struct AggregatorVerdict: Sendable, Hashable {
     /// The reconciliation invariant, the replies' agreement and no batch left behind.
     public var reconciled: Bool {
         totals.invariantHolds && groupTotals.invariantHolds && repliesMatchLedger && missing.isEmpty
-    }
-
-    /// The same verdict for a migration in `state`.
-    func with(state: MigrationState) -> AggregatorVerdict {
-        AggregatorVerdict(
-            migrationId: migrationId, state: state, totals: totals, groupTotals: groupTotals, tally: tally,
-            repliesMatchLedger: repliesMatchLedger, missing: missing, batchStates: batchStates)
     }
 
     /// Identities, groups or memberships the site refused or the rules rejected: the migration
@@ -455,7 +448,8 @@ public actor MigrationAggregator {
         Counter(label: PipelineMetrics.migrationsFinished, dimensions: [("state", state.rawValue)]).increment()
         // Only the state changed since the provisional verdict: no batch is pending, so no reply
         // or ledger write can change the totals (recounting a million identities takes seconds).
-        let verdict = provisional.with(state: state)
+        var verdict = provisional
+        verdict.state = state
         verdicts[migration.id] = verdict
         if verdict.reconciled {
             logger.notice(
