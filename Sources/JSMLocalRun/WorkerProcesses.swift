@@ -63,6 +63,12 @@ public final class WorkerProcesses: Sendable {
         }
     }
 
+    /// The CPU time (user + system) each running process has used so far, in seconds, from
+    /// /proc; 0 for a process that has exited.
+    public var cpuSeconds: [Double] {
+        processIdentifiers.map(processCPUSeconds)
+    }
+
     /// SIGTERM to every process; waits up to `timeout` for them to exit, then SIGKILL.
     public func terminate(timeout: Duration = .seconds(10)) async {
         let boxes = processes.withLock { $0 }
@@ -74,6 +80,18 @@ public final class WorkerProcesses: Sendable {
         for box in boxes where box.process.isRunning { kill(box.process.processIdentifier, SIGKILL) }
         for box in boxes { box.process.waitUntilExit() }
     }
+}
+
+/// The CPU time (user + system) process `pid` has used so far, in seconds, from /proc/PID/stat;
+/// 0 when it cannot be read.
+public func processCPUSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let afterName = stat.lastIndex(of: ")")
+    else { return 0 }
+    // Fields after the command name start at field 3 (state); utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: afterName)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// A Foundation `Process`, only touched under the owner's mutex or after it has been started.

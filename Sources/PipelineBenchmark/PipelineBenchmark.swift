@@ -146,13 +146,17 @@ struct PipelineBenchmark: AsyncParsableCommand {
                     _ = try await connection.purgeQueue(method.queueName)
                 }
                 _ = try await connection.purgeQueue(MigrationTopology.resultsQueue)
+                let snapshot = { CPUSnapshot(workers: workerProcesses, site: siteProcess) }
+                let beforeFirst = snapshot()
                 let first = try await migrate(
                     "bench-\(count)", ledger: ledger, source: source, site: site, connection: connection,
                     logger: logger)
+                let afterFirst = snapshot()
                 let workerRSS = workerProcesses.peakResidentKiB
                 let rerun = try await migrate(
                     "bench-\(count)-rerun", ledger: ledger, source: source, site: site, connection: connection,
                     logger: logger)
+                let afterRerun = snapshot()
                 let raw = try await rawCreations(site)
                 let siteRSS = siteProcess.peakResidentKiB.first ?? 0
                 let identities = first.verdict.totals.overall.inScope
@@ -169,6 +173,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
                     String(
                         format: "  site raw creations (adapter, concurrency 128, same site): %.0f/s; efficiency %.2f",
                         raw, rate / raw),
+                    "  CPU, migration: " + afterFirst.spent(since: beforeFirst, wall: first.seconds),
+                    "  CPU, re-run: " + afterRerun.spent(since: afterFirst, wall: rerun.seconds),
                     "  peak RSS: workers \(workerRSS.map { "\($0 / 1024) MiB" }.joined(separator: ", ")); "
                         + "site \(siteRSS / 1024) MiB; producer+aggregator \(ownPeakKiB() / 1024) MiB",
                 ].joined(separator: "\n")
@@ -262,6 +268,52 @@ struct PipelineBenchmark: AsyncParsableCommand {
 
 private func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+/// CPU seconds used so far by each benchmarked process and by the whole machine, so a run can
+/// say where its CPU went (the rest is RabbitMQ, the kernel and anything else running).
+private struct CPUSnapshot {
+    var workers: [Double]
+    var site: Double
+    var own: Double
+    var machine: Double
+
+    init(workers: WorkerProcesses, site: WorkerProcesses) {
+        self.workers = workers.cpuSeconds
+        self.site = site.cpuSeconds.first ?? 0
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        own =
+            Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        machine = Self.machineBusySeconds()
+    }
+
+    /// "workers 61.2 + 60.8 s, site 70.1 s, producer+aggregator 30.2 s, rest 20.3 s; 242.6 of 360.0 core-s busy"
+    func spent(since start: CPUSnapshot, wall: Double) -> String {
+        let workers = zip(self.workers, start.workers).map { $0 - $1 }
+        let site = self.site - start.site
+        let own = self.own - start.own
+        let busy = machine - start.machine
+        let rest = busy - workers.reduce(0, +) - site - own
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        return String(
+            format: "workers %@ s, site %.1f s, producer+aggregator %.1f s, rest %.1f s; %.1f of %.1f core-s busy",
+            workers.map { String(format: "%.1f", $0) }.joined(separator: " + "), site, own, rest, busy,
+            wall * cores)
+    }
+
+    /// Busy time of all cores (everything but idle and iowait) from the first line of /proc/stat.
+    private static func machineBusySeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+            let line = stat.split(separator: "\n").first
+        else { return 0 }
+        let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard ticks.count >= 8 else { return 0 }
+        // user nice system idle iowait irq softirq steal
+        let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
+        return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
 }
 
 /// This process's peak resident set in KiB.
