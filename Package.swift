@@ -135,11 +135,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // One SQLite setting Swift cannot call (a variadic C function), for the ledger's connection.
+        .target(name: "CSQLiteLedger"),
         // The ledger: migrations, scope claims, batches, mappings, totals; on SQLite and PostgreSQL.
+        // Its SQLite connection drives sqlite-nio's SQLite C target directly (statement cache).
         .target(
             name: "JSMLedger",
             dependencies: [
-                "JSMDomain",
+                "JSMDomain", "CSQLiteLedger",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),

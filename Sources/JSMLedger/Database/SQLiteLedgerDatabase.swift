@@ -1,7 +1,6 @@
 import Logging
-import NIOCore
-import SQLiteNIO
 import Synchronization
+import VaporCSQLite
 
 /// Where and how the ledger opens its SQLite file (the embedded default on one host).
 public struct SQLiteLedgerConfiguration: Sendable, Hashable {
@@ -37,37 +36,37 @@ public struct SQLiteLedgerConfiguration: Sendable, Hashable {
 /// processes, and one transaction at a time within this process (SQLite has one writer anyway).
 final class SQLiteLedgerDatabase: LedgerDatabase {
     let dialect = SQLDialect.sqlite
-    private let connection: SQLiteConnection
+    private let connection: SQLiteHandle
     private let gate = TransactionGate()
 
-    private init(connection: SQLiteConnection) {
+    private init(connection: SQLiteHandle) {
         self.connection = connection
     }
 
     static func open(_ configuration: SQLiteLedgerConfiguration, logger: Logger) async throws(LedgerError)
         -> SQLiteLedgerDatabase
     {
-        let connection: SQLiteConnection
+        let connection: SQLiteHandle
         do {
-            connection = try await SQLiteConnection.open(storage: .file(path: configuration.path), logger: logger)
+            connection = try await SQLiteHandle.open(path: configuration.path)
         } catch {
             throw Self.classify(error, operation: "open")
         }
         do {
-            // busy_timeout replaces sqlite-nio's retry-forever busy handler with a bounded wait.
+            // A bounded wait for another process holding the file, then a retriable failure.
             _ = try await connection.query(
-                "PRAGMA busy_timeout = \(max(0, configuration.busyTimeout.wholeMilliseconds))")
-            _ = try await connection.query("PRAGMA journal_mode = WAL")
-            _ = try await connection.query("PRAGMA synchronous = NORMAL")
-            _ = try await connection.query("PRAGMA foreign_keys = ON")
+                "PRAGMA busy_timeout = \(max(0, configuration.busyTimeout.wholeMilliseconds))", [])
+            _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+            _ = try await connection.query("PRAGMA synchronous = NORMAL", [])
+            _ = try await connection.query("PRAGMA foreign_keys = ON", [])
             // A checkpoint (copying the WAL into the file) fsyncs; at SQLite's default of one every
             // 1,000 pages, claiming 1,000,000 identities made about 600 fsyncs (strace), each a
             // wait of ~12 ms on this machine's disk. 10,000 pages (40 MiB of WAL) make a tenth.
-            _ = try await connection.query("PRAGMA wal_autocheckpoint = 10000")
+            _ = try await connection.query("PRAGMA wal_autocheckpoint = 10000", [])
             // Negative: a size in KiB rather than in pages.
-            _ = try await connection.query("PRAGMA cache_size = -\(max(1, configuration.pageCacheMiB) * 1024)")
+            _ = try await connection.query("PRAGMA cache_size = -\(max(1, configuration.pageCacheMiB) * 1024)", [])
         } catch {
-            try? await connection.close()
+            await connection.close()
             throw Self.classify(error, operation: "open")
         }
         return SQLiteLedgerDatabase(connection: connection)
@@ -75,7 +74,7 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
 
     func close() async {
         await gate.acquire()
-        try? await connection.close()
+        await connection.close()
         await gate.release()
     }
 
@@ -99,90 +98,53 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
         let session = SQLiteSession(connection: connection)
         do {
             // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading.
-            _ = try await connection.query(readOnly ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE")
+            _ = try await connection.query(readOnly ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE", [])
         } catch {
             throw Self.classify(error, operation: operation)
         }
         do {
             let result = try await body(session)
-            _ = try await connection.query("COMMIT")
+            _ = try await connection.query("COMMIT", [])
             return result
         } catch {
             // In its own task, so that a cancelled caller still ends the transaction; otherwise the
             // connection would stay inside it and every later BEGIN would fail.
             let connection = self.connection
-            _ = try? await Task { try await connection.query("ROLLBACK") }.value
+            _ = try? await Task { try await connection.query("ROLLBACK", []) }.value
             throw Self.classify(error, operation: operation)
         }
     }
 
     static func classify(_ error: any Error, operation: String) -> LedgerError {
         if let error = error as? LedgerError { return error }
-        guard let error = error as? SQLiteError else {
+        guard let error = error as? SQLiteFailure else {
             return LedgerError(.database, operation: operation, "\(type(of: error)): \(error)")
         }
-        // The connection reports extended result codes; their case names start with the basic code's.
-        let reason = "\(error.reason)"
-        if reason.hasPrefix("busy") || reason.hasPrefix("locked") {
+        switch error.primaryCode {
+        case SQLITE_BUSY, SQLITE_LOCKED:
             return LedgerError(.transactionConflict, operation: operation, "the SQLite file is busy: \(error.message)")
-        }
-        if reason.hasPrefix("constraint") {
+        case SQLITE_CONSTRAINT:
             return LedgerError(.constraintViolation, operation: operation, error.message)
+        case SQLITE_CANTOPEN, SQLITE_IOERR, SQLITE_FULL, SQLITE_READONLY:
+            return LedgerError(.unavailable, operation: operation, "SQLite \(error.code): \(error.message)")
+        default:
+            return LedgerError(.database, operation: operation, "SQLite \(error.code): \(error.message)")
         }
-        if reason.hasPrefix("cantOpen") || reason.hasPrefix("ioError") || reason.hasPrefix("full")
-            || reason.hasPrefix("readonly") || reason.hasPrefix("readOnly")
-        {
-            return LedgerError(.unavailable, operation: operation, "SQLite \(reason): \(error.message)")
-        }
-        return LedgerError(.database, operation: operation, "SQLite \(reason): \(error.message)")
     }
 }
 
 /// The statements of one SQLite transaction.
 private struct SQLiteSession: LedgerSession {
-    let connection: SQLiteConnection
+    let connection: SQLiteHandle
     var dialect: SQLDialect { .sqlite }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
-        // The connection's own callback variant reads rows on its thread; the protocol's
-        // array-returning one hops to the event loop once per row, which costs more than the query.
-        let collector = RowCollector()
-        try await connection.query(dialect.statement(sql), binds.map(Self.bind)) { row in
-            let values = row.columns.map { Self.value($0.data) }
-            collector.rows.withLock { $0.append(SQLRow(values: values)) }
-        }
-        return collector.rows.withLock { $0 }
+        try await connection.query(sql, binds)
     }
 
     func execute(_ sql: String, _ binds: [SQLValue]) async throws {
-        try await connection.query(dialect.statement(sql), binds.map(Self.bind)) { _ in }
+        _ = try await connection.query(sql, binds)
     }
-
-    private static func bind(_ value: SQLValue) -> SQLiteData {
-        switch value {
-        case .int(let value): return .integer(SQLiteInt64(value))
-        case .text(let value): return .text(value)
-        case .bytes(let value): return .blob(ByteBuffer(bytes: value))
-        case .null: return .null
-        case .intArray, .textArray, .boolArray:
-            preconditionFailure("array parameters are for PostgreSQL; SQLite statements use VALUES lists")
-        }
-    }
-
-    private static func value(_ data: SQLiteData) -> SQLValue {
-        switch data {
-        case .integer(let value): return .int(Int64(value))
-        case .float(let value): return .int(Int64(value))
-        case .text(let value): return .text(value)
-        case .blob(let buffer): return .bytes(Array(buffer.readableBytesView))
-        case .null: return .null
-        }
-    }
-}
-
-/// Rows handed over from SQLite's thread, one statement's worth.
-private final class RowCollector: Sendable {
-    let rows = Mutex<[SQLRow]>([])
 }
 
 /// A first-come, first-served lock for async code: SQLite transactions on one connection must
