@@ -101,10 +101,7 @@ extension Ledger {
         let keys = Array(Set(userKeys)).sorted()
         return try await database.transaction("priorMappings", readOnly: true) { session in
             var found: [String: PriorMapping] = [:]
-            var start = 0
-            while start < keys.count {
-                let chunk = keys[start..<min(start + Ledger.bulkRowLimit, keys.count)]
-                start += chunk.count
+            for chunk in keys.chunked(Ledger.bulkRowLimit) {
                 var rows = BulkRows([("user_key", .text)])
                 for key in chunk { rows.append([.text(key)]) }
                 let (with, binds) = session.dialect.withRows(rows, firstParameter: 2)
@@ -159,10 +156,7 @@ extension Ledger {
             case .ended(let stored): return stored
             case .open(let site): siteId = site
             }
-            var start = 0
-            while start < sorted.count {
-                let chunk = sorted[start..<min(start + Ledger.bulkRowLimit, sorted.count)]
-                start += chunk.count
+            for chunk in sorted.chunked(Ledger.bulkRowLimit) {
                 let toMap = chunk.filter { $0.outcome != .alreadyMigrated }
                 if !toMap.isEmpty {
                     var rows = BulkRows([

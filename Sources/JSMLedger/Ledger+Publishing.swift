@@ -1,3 +1,5 @@
+import JSMDomain
+
 extension Ledger {
     /// Pending batches whose message has not been confirmed by the broker yet, in sequence order,
     /// at most `limit`: what a producer (or an aggregator that won the phase change) publishes,
@@ -52,10 +54,7 @@ extension Ledger {
         guard !batchIds.isEmpty else { return }
         let now = self.now()
         try await database.transaction("markPublished") { session in
-            var start = 0
-            while start < batchIds.count {
-                let chunk = batchIds[start..<min(start + Ledger.bulkRowLimit, batchIds.count)]
-                start += chunk.count
+            for chunk in batchIds.chunked(Ledger.bulkRowLimit) {
                 var rows = BulkRows([("batch_id", .text)])
                 for id in chunk { rows.append([.text(id)]) }
                 let (with, binds) = session.dialect.withRows(rows, firstParameter: 3)

@@ -40,10 +40,7 @@ extension Ledger {
                 try await Ledger.requireProject(session, migrationId, projectId, operation: operation)
             }
             var counts = ScopeCounts()
-            var start = 0
-            while start < unique.count {
-                let chunk = unique[start..<min(start + Ledger.bulkRowLimit, unique.count)]
-                start += chunk.count
+            for chunk in unique.chunked(Ledger.bulkRowLimit) {
                 var rows = BulkRows([
                     ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
                     ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),

@@ -33,10 +33,8 @@ public struct SourceScope: Sendable {
             for try await reference in source.relatedIdentities(of: project) { keys.insert(reference.userKey) }
             let ordered = keys.sorted()
             var inScope = Set<String>()
-            var start = 0
-            while start < ordered.count {
-                let chunk = Array(ordered[start..<min(start + JiraSource.maximumKeysPerLookup, ordered.count)])
-                start += chunk.count
+            for slice in ordered.chunked(JiraSource.maximumKeysPerLookup) {
+                let chunk = Array(slice)
                 for classified in try await source.classify(userKeys: chunk, classifier: classifier) {
                     let identity = classified.identity
                     guard let category = selection.categoryWhenReferenced(identity) else { continue }

@@ -63,10 +63,8 @@ struct ProjectExpander: Sendable {
         var keys = Set<String>()
         for try await reference in source.relatedIdentities(of: project) { keys.insert(reference.userKey) }
         let ordered = keys.sorted()
-        var start = 0
-        while start < ordered.count {
-            let chunk = Array(ordered[start..<min(start + JiraSource.maximumKeysPerLookup, ordered.count)])
-            start += chunk.count
+        for slice in ordered.chunked(JiraSource.maximumKeysPerLookup) {
+            let chunk = Array(slice)
             let classified = try await source.classify(userKeys: chunk, classifier: classifier)
             let inScope = classified.map(\.identity).filter { selection.categoryWhenReferenced($0) != nil }
             if !inScope.isEmpty {

@@ -77,11 +77,8 @@ public struct ScopeRecount: Sendable {
             let references = firstRole.map { IdentityReference(userKey: $0.key, role: $0.value) }
             var identities: [String: ServerIdentity] = [:]
             let keys = firstRole.keys.sorted()
-            var start = 0
-            // Bounded: advances by one lookup's worth of keys.
-            while start < keys.count {
-                let chunk = Array(keys[start..<min(start + JiraSource.maximumKeysPerLookup, keys.count)])
-                start += chunk.count
+            for slice in keys.chunked(JiraSource.maximumKeysPerLookup) {
+                let chunk = Array(slice)
                 for classified in try await source.classify(userKeys: chunk, classifier: classifier) {
                     identities[classified.identity.userKey] = classified.identity
                 }
