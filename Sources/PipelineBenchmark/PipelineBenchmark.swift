@@ -281,11 +281,7 @@ private struct CPUSnapshot {
     init(workers: WorkerProcesses, site: WorkerProcesses) {
         self.workers = workers.cpuSeconds
         self.site = site.cpuSeconds.first ?? 0
-        var usage = rusage()
-        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-        own =
-            Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        own = processCPUSeconds(getpid())
         machine = Self.machineBusySeconds()
     }
 

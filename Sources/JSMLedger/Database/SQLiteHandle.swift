@@ -87,6 +87,7 @@ final class SQLiteHandle: @unchecked Sendable {
         _ = try? await Self.run(on: queue) {
             for statement in self.statements.values { sqlite_nio_sqlite3_finalize(statement.pointer) }
             self.statements.removeAll()
+            self.cachedBytes = 0
             sqlite_nio_sqlite3_close_v2(self.database)
             self.database = nil
         }
@@ -126,9 +127,10 @@ final class SQLiteHandle: @unchecked Sendable {
 
     private func prepared(_ sql: String, _ database: OpaquePointer) throws -> OpaquePointer {
         useCounter += 1
-        if let cached = statements[sql] {
-            statements[sql]?.lastUse = useCounter
-            return cached.pointer
+        // One hash of the text (tens of KiB for a 500-row statement) per run.
+        if let index = statements.index(forKey: sql) {
+            statements.values[index].lastUse = useCounter
+            return statements.values[index].pointer
         }
         var statement: OpaquePointer?
         var text = SQLDialect.sqlite.statement(sql)

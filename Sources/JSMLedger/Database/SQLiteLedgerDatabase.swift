@@ -1,5 +1,4 @@
 import Logging
-import Synchronization
 import VaporCSQLite
 
 /// Where and how the ledger opens its SQLite file (the embedded default on one host).
