@@ -22,7 +22,10 @@ extension Ledger {
     ) async throws(LedgerError) -> ScopeClaim {
         let operation = "claimScope"
         var seen = Set<String>(minimumCapacity: identities.count)
-        let unique = identities.filter { seen.insert($0.userKey).inserted }
+        // In key order, the rows of one statement land next to each other in the scope's primary
+        // key, so a transaction dirties (and writes to the journal) fewer of its pages: on a 1M
+        // re-run's claims, with chunks of 50,000, 10.5 s → 8.7 s of ledger time (sqlite3, same rows).
+        let unique = identities.filter { seen.insert($0.userKey).inserted }.sorted { $0.userKey < $1.userKey }
         let now = self.now()
         return try await database.transaction(operation) { session in
             guard

@@ -182,6 +182,13 @@ public struct MigrationProducer: Sendable {
         return migration
     }
 
+    /// Identities (or group memberships) the producer claims in one ledger transaction. Each
+    /// commit writes every page it dirtied; identities arrive in user-name order, so their keys
+    /// spread over the whole scope and a chunk of 5,000 dirtied nearly one page per row. With
+    /// 50,000 a 1M re-run's claims wrote a third less (16.8 → 12.6 s of ledger time in sqlite3
+    /// on the same rows). A chunk of identities is ~20 MB in the producer.
+    static let claimsPerTransaction = 50_000
+
     /// One pass over the source's identities, in chunks: claims what `--customers all` and
     /// `--users all` take, and with `--groups` records every user's groups (with the groups they
     /// nest in) as candidates; the cut keeps those of in-scope identities.
@@ -260,7 +267,9 @@ public struct MigrationProducer: Sendable {
                 {
                     chunk.append(identity)
                 }
-                if chunk.count >= 5_000 || memberships.count >= 5_000 { try await flush() }
+                if chunk.count >= Self.claimsPerTransaction || memberships.count >= Self.claimsPerTransaction {
+                    try await flush()
+                }
             }
             try await flush()
             for try await counts in writes { claimed.add(counts) }

@@ -13,7 +13,7 @@ struct LedgerTests {
             #expect(try await ledger.schemaVersion() == 0)
             let first = try await ledger.migrateSchema()
             #expect(first.applied == LedgerSchema.migrations.map(\.version))
-            #expect(first.applied == [1, 2, 3, 4, 5])
+            #expect(first.applied == [1, 2, 3, 4, 5, 6])
             #expect(first.currentVersion == LedgerSchema.currentVersion)
             let second = try await ledger.migrateSchema()
             #expect(second.applied.isEmpty)

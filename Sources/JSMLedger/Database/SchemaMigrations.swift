@@ -238,5 +238,18 @@ enum LedgerSchema {
             statements: [
                 "ALTER TABLE ledger_batches ADD COLUMN publish_lease_until_ms BIGINT"
             ]),
+        SchemaMigration(
+            version: 6, name: "the scope's email order holds only undecided identities, so a re-run claims into no second index",
+            statements: [
+                // Only the cut reads this order, and only for identities not settled yet (its window
+                // and the email-group check both say `outcome IS NULL`). A re-run over a migrated
+                // scope settles every identity as it claims it, so its rows need no entry; a worker
+                // settling a batch removes that batch's entries, which sit together in this order.
+                "DROP INDEX ledger_scope_order",
+                """
+                CREATE INDEX ledger_scope_order ON ledger_scope (migration_id, normalized_email, user_key)
+                WHERE outcome IS NULL
+                """,
+            ]),
     ]
 }
