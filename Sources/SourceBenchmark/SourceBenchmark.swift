@@ -33,6 +33,9 @@ struct SourceBenchmark: AsyncParsableCommand {
         @Option(help: "With --postgres: the schema.")
         var schema = "jira_bench"
 
+        @Option(name: .customLong("map-mib"), help: "With --sqlite: MiB of the file to map into memory (jsm-migrate start maps 1024).")
+        var mapMiB = 0
+
         func validate() throws {
             guard (sqlite != nil) != postgres else {
                 throw ValidationError("give exactly one of --sqlite and --postgres")
@@ -44,7 +47,7 @@ struct SourceBenchmark: AsyncParsableCommand {
             _ body: (any StreamingSQLDatabase, any JiraFixtureWriter) async throws -> Result
         ) async throws -> Result {
             if let sqlite {
-                let database = try await SQLiteSourceDatabase.open(path: sqlite)
+                let database = try await SQLiteSourceDatabase.open(path: sqlite, mapMiB: mapMiB)
                 do {
                     let result = try await body(database, SQLiteFixtureWriter(database: database))
                     try await database.close()

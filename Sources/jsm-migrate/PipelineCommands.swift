@@ -81,7 +81,7 @@ struct StartCommand: AsyncParsableCommand {
             policies: MigrationPolicies(invalidEmail: invalidEmail, duplicateEmail: duplicateEmail),
             groups: groups, groupMembership: groupMembership, batchSize: batchSize, siteId: siteLocation.siteId,
             createdBy: ProcessInfo.processInfo.hostName)
-        try await source.location.withSource { jira in
+        try await source.location.withSource(sqliteMapMiB: SourceLocation.wholeSourceMapMiB) { jira in
             try await ledger.location.withLedger { ledger in
                 try await siteLocation.withSite { cloud in
                     try await Preflight.checkSite(cloud, siteLocation)

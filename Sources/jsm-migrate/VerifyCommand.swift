@@ -35,7 +35,7 @@ struct VerifyCommand: AsyncParsableCommand {
         let siteLocation = try site.location()
         let migrationId = migration
         let verification = try await ledgerLocation.withLedger { ledger in
-            try await sourceLocation.withSource { source in
+            try await sourceLocation.withSource(sqliteMapMiB: SourceLocation.wholeSourceMapMiB) { source in
                 try await MigrationVerification.verify(
                     ledger: ledger, migrationId: migrationId, source: source, site: siteLocation)
             }
