@@ -144,6 +144,7 @@ extension Ledger {
     public func advanceToMigratePhase(migrationId: String) async throws(LedgerError) -> PhaseAdvance {
         let operation = "advanceToMigratePhase"
         let now = self.now()
+        let cutPageSize = self.cutPageSize
         return try await database.transaction(operation) { session in
             let won = try await session.query(
                 """
@@ -156,7 +157,7 @@ extension Ledger {
             if let row = won.first {
                 let batchSize = try row.int(0)
                 let cut = try await Ledger.cutIdentityBatches(
-                    session, migrationId: migrationId, batchSize: batchSize, now: now)
+                    session, migrationId: migrationId, batchSize: batchSize, pageSize: cutPageSize, now: now)
                 if let options = StoredOptions.decode(try row.text(1)), options.groups {
                     try await Ledger.cutGroupBatches(
                         session, migrationId: migrationId, batchSize: batchSize,
@@ -181,7 +182,7 @@ extension Ledger {
         }
     }
 
-    /// Cuts the scope into batches of about `batchSize` identities in one set-based pass:
+    /// Cuts the scope into batches of about `batchSize` identities in one pass over its email order:
     /// identities ordered by normalised email then user key; every identity of one non-empty
     /// email goes to the batch where that email's first identity falls, so an email is never
     /// split (a batch may exceed the size to keep one together), and the result depends only on
@@ -195,7 +196,7 @@ extension Ledger {
     /// chosen as usual). A second migration over a scope migrated in advance then costs no
     /// message per batch and no second write of each identity.
     static func cutIdentityBatches(
-        _ session: any LedgerSession, migrationId: String, batchSize: Int64, now: Int64
+        _ session: any LedgerSession, migrationId: String, batchSize: Int64, pageSize: Int, now: Int64
     ) async throws -> BatchCut {
         let guarded = try await session.query(
             """
@@ -228,25 +229,7 @@ extension Ledger {
                       WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
                 """, [.text(migrationId)])
         }
-        try await session.execute(
-            """
-            UPDATE ledger_scope
-            SET batch_sequence = n.sequence, batch_id = $3 || CAST(n.sequence AS TEXT)
-            FROM (
-                SELECT user_key, DENSE_RANK() OVER (ORDER BY group_start / CAST($2 AS BIGINT)) - 1 AS sequence
-                FROM (
-                    SELECT user_key,
-                           CASE WHEN normalized_email = '' THEN position
-                                ELSE MIN(position) OVER (PARTITION BY normalized_email) END AS group_start
-                    FROM (
-                        SELECT user_key, normalized_email,
-                               ROW_NUMBER() OVER (ORDER BY normalized_email, user_key) - 1 AS position
-                        FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL
-                    ) ordered
-                ) grouped
-            ) n
-            WHERE ledger_scope.migration_id = $1 AND ledger_scope.user_key = n.user_key
-            """, [.text(migrationId), .int(batchSize), .text("identities-")])
+        try await assignBatches(session, migrationId: migrationId, batchSize: batchSize, pageSize: pageSize)
         let batches = try await session.query(
             """
             INSERT INTO ledger_batches (migration_id, batch_id, method, sequence, state, identity_count, attempts,
@@ -264,6 +247,70 @@ extension Ledger {
             "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND batch_id IS NULL", [.text(migrationId)])
         return BatchCut(
             batchCount: batches.count, identityCount: Int(identities), settledAtCut: Int(try settled?.int(0) ?? 0))
+    }
+
+    /// Gives every undecided identity its batch: in email then user-key order, an identity's
+    /// group starts at its own position, or for a non-empty email at the position of that email's
+    /// first identity; a batch is every group starting in one run of `batchSize` positions,
+    /// numbered densely from 0. One pass over the email order, a page at a time (memory stays at
+    /// one page), each page's rows rewritten by their row locator.
+    ///
+    /// This was one UPDATE over three window functions; at 1M identities SQLite took 10.4 s for
+    /// it and 6.7 s for this read, computation and rowid rewrite (sqlite3, the same ledger).
+    static func assignBatches(
+        _ session: any LedgerSession, migrationId: String, batchSize: Int64, pageSize: Int
+    ) async throws {
+        // SQLite finds a row fastest by its rowid; PostgreSQL's row ids change as rows are
+        // rewritten, so it finds them by primary key.
+        let locator: (column: String, type: BulkColumnType) =
+            session.dialect == .sqlite ? ("rowid", .int) : ("user_key", .text)
+        let undecided = try await session.first(
+            "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL", [.text(migrationId)])
+        let pages = Int(try undecided?.int(0) ?? 0) / pageSize + 1
+        var after: (email: String, userKey: String)?
+        var position: Int64 = 0
+        var groupEmail = ""
+        var groupStart: Int64 = 0
+        var sequence: Int64 = -1
+        var lastRun: Int64 = -1
+        for _ in 0..<pages {
+            var binds: [SQLValue] = [.text(migrationId), .int(Int64(pageSize))]
+            var from = ""
+            if let after {
+                from = " AND (normalized_email, user_key) > ($3, $4)"
+                binds += [.text(after.email), .text(after.userKey)]
+            }
+            let page = try await session.query(
+                """
+                SELECT \(locator.column), normalized_email, user_key FROM ledger_scope
+                WHERE migration_id = $1 AND outcome IS NULL\(from)
+                ORDER BY normalized_email, user_key LIMIT $2
+                """, binds)
+            guard let last = page.last else { break }
+            after = (try last.text(1), try last.text(2))
+            for chunk in page.chunked(Ledger.bulkRowLimit) {
+                var rows = BulkRows([("locator", locator.type), ("sequence", .int)])
+                for row in chunk {
+                    let email = try row.text(1)
+                    if email.isEmpty || email != groupEmail {
+                        groupStart = position
+                        groupEmail = email
+                    }
+                    if groupStart / batchSize != lastRun {
+                        lastRun = groupStart / batchSize
+                        sequence += 1
+                    }
+                    position += 1
+                    rows.append([row.values[0], .int(sequence)])
+                }
+                let (with, rowBinds) = session.dialect.withRows(rows, firstParameter: 3)
+                try await session.execute(
+                    with + """
+                         UPDATE ledger_scope SET batch_sequence = u.sequence, batch_id = $2 || CAST(u.sequence AS TEXT)
+                        FROM u WHERE ledger_scope.migration_id = $1 AND ledger_scope.\(locator.column) = u.locator
+                        """, [.text(migrationId), .text("identities-")] + rowBinds)
+            }
+        }
     }
 
     /// Identities the cut settled `already_migrated` without a batch, per category: what the

@@ -17,10 +17,16 @@ import Logging
 public final class Ledger: Sendable {
     let database: any LedgerDatabase
     let now: @Sendable () -> Int64
+    /// Undecided identities the cut reads per page (tests make it small to cross page boundaries).
+    let cutPageSize: Int
 
-    init(database: any LedgerDatabase, now: @escaping @Sendable () -> Int64 = Ledger.wallClockMilliseconds) {
+    init(
+        database: any LedgerDatabase, now: @escaping @Sendable () -> Int64 = Ledger.wallClockMilliseconds,
+        cutPageSize: Int = 50_000
+    ) {
         self.database = database
         self.now = now
+        self.cutPageSize = max(1, cutPageSize)
     }
 
     /// Which database this ledger runs on, for logs.

@@ -33,7 +33,9 @@ struct SourceBenchmark: AsyncParsableCommand {
         @Option(help: "With --postgres: the schema.")
         var schema = "jira_bench"
 
-        @Option(name: .customLong("map-mib"), help: "With --sqlite: MiB of the file to map into memory (jsm-migrate start maps 1024).")
+        @Option(
+            name: .customLong("map-mib"),
+            help: "With --sqlite: MiB of the file to map into memory (jsm-migrate start maps 1024).")
         var mapMiB = 0
 
         func validate() throws {

@@ -167,8 +167,16 @@ struct LedgerTests {
                 start += 7
             }
 
-            func assignment(_ migrationId: String) async throws -> [[String]] {
-                guard case .advanced(let cut) = try await ledger.advanceToMigratePhase(migrationId: migrationId) else {
+            // The same scope cut 7 identities per page: page boundaries fall inside email groups.
+            _ = try await ledger.createOrResumeMigration(definition("m3", projects: [], batchSize: 10))
+            try await ledger.claimScope(migrationId: "m3", identities: people)
+            let smallPages = Ledger(database: ledger.database, cutPageSize: 7)
+
+            func assignment(_ migrationId: String, by cutter: Ledger? = nil) async throws -> [[String]] {
+                guard
+                    case .advanced(let cut) = try await (cutter ?? ledger).advanceToMigratePhase(
+                        migrationId: migrationId)
+                else {
                     Issue.record("the first advance must win")
                     return []
                 }
@@ -189,6 +197,7 @@ struct LedgerTests {
             let first = try await assignment("m1")
             let second = try await assignment("m2")
             #expect(first == second)
+            #expect(try await assignment("m3", by: smallPages) == first)
             #expect(first.count >= 12)
             #expect(Set(first.joined()).count == people.count)
             #expect(first.joined().count == people.count)

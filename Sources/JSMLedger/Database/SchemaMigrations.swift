@@ -239,7 +239,8 @@ enum LedgerSchema {
                 "ALTER TABLE ledger_batches ADD COLUMN publish_lease_until_ms BIGINT"
             ]),
         SchemaMigration(
-            version: 6, name: "the scope's email order holds only undecided identities, so a re-run claims into no second index",
+            version: 6,
+            name: "the scope's email order holds only undecided identities, so a re-run claims into no second index",
             statements: [
                 // Only the cut reads this order, and only for identities not settled yet (its window
                 // and the email-group check both say `outcome IS NULL`). A re-run over a migrated
