@@ -64,17 +64,25 @@ enum BulkColumnType: Sendable {
 /// one array per column on PostgreSQL, a multi-row VALUES list on SQLite.
 struct BulkRows: Sendable {
     let columns: [(name: String, type: BulkColumnType)]
-    private(set) var rows: [[SQLValue]] = []
+    /// Row after row, one value per column: one buffer for all the rows (an array per row was an
+    /// allocation per claimed identity), and already SQLite's bind order.
+    private(set) var values: [SQLValue] = []
+    private(set) var count = 0
 
     init(_ columns: [(name: String, type: BulkColumnType)]) { self.columns = columns }
 
     mutating func append(_ row: [SQLValue]) {
         precondition(row.count == columns.count, "a bulk row must have one value per column")
-        rows.append(row)
+        values.append(contentsOf: row)
+        count += 1
     }
 
-    var isEmpty: Bool { rows.isEmpty }
-    var count: Int { rows.count }
+    var isEmpty: Bool { count == 0 }
+
+    /// Every row's value in column `index`, in row order.
+    func column(_ index: Int) -> [SQLValue] {
+        stride(from: index, to: values.count, by: columns.count).map { values[$0] }
+    }
 }
 
 /// What differs between the two databases' SQL; everything else is written once.
@@ -131,18 +139,18 @@ enum SQLDialect: Sendable {
                 }
                 switch column.type {
                 case .text:
-                    add(.textArray(rows.rows.map { $0[index].textValue }), "text", alias)
+                    add(.textArray(rows.column(index).map(\.textValue)), "text", alias)
                     selects.append(alias)
                 case .int:
-                    add(.intArray(rows.rows.map { $0[index].intValue }), "int8", alias)
+                    add(.intArray(rows.column(index).map(\.intValue)), "int8", alias)
                     selects.append(alias)
                 case .optionalText:
-                    add(.textArray(rows.rows.map { $0[index].textValue }), "text", alias)
-                    add(.boolArray(rows.rows.map { $0[index] == .null }), "bool", alias + "n")
+                    add(.textArray(rows.column(index).map(\.textValue)), "text", alias)
+                    add(.boolArray(rows.column(index).map { $0 == .null }), "bool", alias + "n")
                     selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
                 case .optionalInt:
-                    add(.intArray(rows.rows.map { $0[index].intValue }), "int8", alias)
-                    add(.boolArray(rows.rows.map { $0[index] == .null }), "bool", alias + "n")
+                    add(.intArray(rows.column(index).map(\.intValue)), "int8", alias)
+                    add(.boolArray(rows.column(index).map { $0 == .null }), "bool", alias + "n")
                     selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
                 }
             }
@@ -151,12 +159,9 @@ enum SQLDialect: Sendable {
                 + "FROM UNNEST(\(arrays.joined(separator: ", "))) AS x(\(aliases.joined(separator: ", "))))"
             return (sql, binds)
         case .sqlite:
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(rows.count * rows.columns.count)
-            for row in rows.rows { binds.append(contentsOf: row) }
             let shape = ValuesShape(
                 name: name, columns: columnList, rows: rows.count, width: rows.columns.count, first: firstParameter)
-            return (ValuesShape.sql(for: shape), binds)
+            return (ValuesShape.sql(for: shape), rows.values)
         }
     }
 }
