@@ -26,10 +26,7 @@ extension Ledger {
         // claims faster (24.4 s against 27.0 s end to end) but lay the table out in key order, so
         // a worker's batch (an email range) touches pages all over it; the workers' CPU rose
         // (148-150 s against 142-146 s in runs without), more than the re-run gained.
-        // Copied only when a key is given twice (each copy retains every string of an identity).
-        let unique =
-            identities.allSatisfy { seen.insert($0.userKey).inserted }
-            ? identities : Ledger.firstOfEachKey(identities)
+        let unique = identities.filter { seen.insert($0.userKey).inserted }
         let now = self.now()
         return try await database.transaction(operation) { session in
             guard
@@ -111,12 +108,6 @@ extension Ledger {
             }
             return ScopeClaim(newlyClaimed: counts, identitiesGiven: unique.count)
         }
-    }
-
-    /// The identities with the first of each user key given, in their order.
-    static func firstOfEachKey(_ identities: [ServerIdentity]) -> [ServerIdentity] {
-        var seen = Set<String>(minimumCapacity: identities.count)
-        return identities.filter { seen.insert($0.userKey).inserted }
     }
 
     /// Records that a project is expanded, once: its reference and first-claim counts are

@@ -167,7 +167,7 @@ struct LedgerTests {
                 start += 7
             }
 
-            // The same scope cut 7 identities per page: page boundaries fall inside email groups.
+            // The same scope cut 7 identities per page (SQLite cuts in pages): boundaries fall inside email groups.
             _ = try await ledger.createOrResumeMigration(definition("m3", projects: [], batchSize: 10))
             try await ledger.claimScope(migrationId: "m3", identities: people)
             let smallPages = Ledger(database: ledger.database, cutPageSize: 7)

@@ -79,9 +79,9 @@ struct BulkRows: Sendable {
 
     var isEmpty: Bool { count == 0 }
 
-    /// Every row's value in column `index`, in row order.
-    func column(_ index: Int) -> [SQLValue] {
-        stride(from: index, to: values.count, by: columns.count).map { values[$0] }
+    /// Every row's value in column `index`, transformed, in row order (one array per column).
+    func column<T>(_ index: Int, _ transform: (SQLValue) -> T) -> [T] {
+        stride(from: index, to: values.count, by: columns.count).map { transform(values[$0]) }
     }
 }
 
@@ -139,18 +139,18 @@ enum SQLDialect: Sendable {
                 }
                 switch column.type {
                 case .text:
-                    add(.textArray(rows.column(index).map(\.textValue)), "text", alias)
+                    add(.textArray(rows.column(index, \.textValue)), "text", alias)
                     selects.append(alias)
                 case .int:
-                    add(.intArray(rows.column(index).map(\.intValue)), "int8", alias)
+                    add(.intArray(rows.column(index, \.intValue)), "int8", alias)
                     selects.append(alias)
                 case .optionalText:
-                    add(.textArray(rows.column(index).map(\.textValue)), "text", alias)
-                    add(.boolArray(rows.column(index).map { $0 == .null }), "bool", alias + "n")
+                    add(.textArray(rows.column(index, \.textValue)), "text", alias)
+                    add(.boolArray(rows.column(index) { $0 == .null }), "bool", alias + "n")
                     selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
                 case .optionalInt:
-                    add(.intArray(rows.column(index).map(\.intValue)), "int8", alias)
-                    add(.boolArray(rows.column(index).map { $0 == .null }), "bool", alias + "n")
+                    add(.intArray(rows.column(index, \.intValue)), "int8", alias)
+                    add(.boolArray(rows.column(index) { $0 == .null }), "bool", alias + "n")
                     selects.append("CASE WHEN \(alias)n THEN NULL ELSE \(alias) END")
                 }
             }

@@ -242,7 +242,7 @@ enum LedgerSchema {
             version: 6,
             name: "the scope's email order holds only undecided identities, so a re-run claims into no second index",
             statements: [
-                // Only the cut reads this order, and only for identities not settled yet (its window
+                // Only the cut reads this order, and only for identities not settled yet (its pass
                 // and the email-group check both say `outcome IS NULL`). A re-run over a migrated
                 // scope settles every identity as it claims it, so its rows need no entry; a worker
                 // settling a batch removes that batch's entries, which sit together in this order.
