@@ -169,6 +169,13 @@ public actor MigrationAggregator {
     /// Migrations being published right now: the actor is reentrant at every await, and a second
     /// pass at the same time would send the same batches twice.
     private var publishing: Set<String> = []
+    /// Migrations whose verdict is being recounted right now. The reply path and the periodic
+    /// check both reach a migration's end, and the recount reads every scope row (2.4 s at a
+    /// million identities, longer than the check's interval): a second recount at the same time
+    /// only delayed the first's ledger reads and the end of the run.
+    private var finishing: Set<String> = []
+    /// How many times each migration's verdict was recounted from the ledger (for tests).
+    private(set) var recounts: [String: Int] = [:]
     /// When the ledger first showed every batch ended while some replies were still on their way.
     private var awaitingReplies: [String: ContinuousClock.Instant] = [:]
     /// How long replies may lag behind the ledger before the stored results stand in for them
@@ -251,6 +258,8 @@ public actor MigrationAggregator {
     /// The verdict once `migrationId` has left `running` (this or another aggregator finished it).
     private func finishedVerdict(_ migrationId: String) async throws -> AggregatorVerdict? {
         if let verdict = verdicts[migrationId] { return verdict }
+        // The pass finishing it records the verdict; asking the ledger now would recount it too.
+        guard !finishing.contains(migrationId) else { return nil }
         guard let migration = try await ledger.migration(migrationId),
             migration.state == .complete || migration.state == .incomplete
         else { return nil }
@@ -429,7 +438,9 @@ public actor MigrationAggregator {
     /// Finishes the migration once no batch is pending: complete when everything reconciles with
     /// nothing rejected, incomplete (finished with errors) otherwise, naming what is missing.
     private func finishIfEnded(_ migration: MigrationRecord) async throws {
-        guard migration.state == .running, migration.phase == .migrate else { return }
+        guard migration.state == .running, migration.phase == .migrate, finishing.insert(migration.id).inserted
+        else { return }
+        defer { finishing.remove(migration.id) }
         let states = try await ledger.batchStateCounts(migrationId: migration.id, method: nil)
         guard states[.pending, default: 0] == 0 else { return }
         // The ledger commits before the reply is sent: wait a little for the last replies.
@@ -468,6 +479,7 @@ public actor MigrationAggregator {
     }
 
     private func makeVerdict(_ migration: MigrationRecord, state: MigrationState) async throws -> AggregatorVerdict {
+        recounts[migration.id, default: 0] += 1
         try await seedIfNeeded(migration.id)
         let totals = try await ledger.totals(migrationId: migration.id)
         let groupTotals = try await ledger.groupTotals(migrationId: migration.id)
