@@ -10,9 +10,11 @@
 # (default 1,070,000, of which about 1,000,000 are in scope with --users all --customers all
 # --include-requestless; reused while N is unchanged), and for each worker count: starts the
 # local cloud site as its own process with the generator's pre-existing accounts, starts that
-# many `jsm-migrate worker` processes, runs start + the aggregator, and prints identities/s end
-# to end, a re-run in which everything is already migrated, the site's raw creation rate in the
-# same run (efficiency = end-to-end rate / raw rate) and each process's peak RSS.
+# many `jsm-migrate worker` processes, runs start with the aggregator already beside it (each
+# with a ledger and a broker connection of its own, as separate processes have; the source mapped
+# into memory as start maps it), and prints identities/s end to end, a re-run in which everything
+# is already migrated, the site's raw creation rate in the same run (efficiency = end-to-end rate
+# / raw rate) and each process's peak RSS.
 # Aims (issue): 1,000,000 identities reconciled in under 2 minutes, efficiency >= 0.8, workers
 # flat and under 64 MB, the re-run under 15 s.
 set -euo pipefail

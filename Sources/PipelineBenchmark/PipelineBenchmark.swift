@@ -138,46 +138,22 @@ struct PipelineBenchmark: AsyncParsableCommand {
                 ]
             }, environment: ProcessInfo.processInfo.environment, logDirectory: directory)
         do {
+            // The producer and the aggregator each get a ledger and a broker connection of their
+            // own, as `jsm-migrate start` and `jsm-migrate aggregator` have in their processes:
+            // sharing one ledger, the aggregator's first count held the producer's publishing back.
             let report = try await ledgerLocation.withLedger(logger: logger) { ledger in
-                let connection = try await AMQPConnection.connect(try AMQPConfiguration(url: amqpURL), logger: logger)
-                defer { Task { await connection.close() } }
-                try await connection.declare(MigrationBrokerTopology().declarations)
-                for method in [RPCMethod.expandProject, .migrateIdentities] {
-                    _ = try await connection.purgeQueue(method.queueName)
+                try await ledgerLocation.withLedger(logger: logger) { aggregatorLedger in
+                    let connection = try await AMQPConnection.connect(
+                        try AMQPConfiguration(url: amqpURL), logger: logger)
+                    defer { Task { await connection.close() } }
+                    let aggregatorConnection = try await AMQPConnection.connect(
+                        try AMQPConfiguration(url: amqpURL), logger: logger)
+                    defer { Task { await aggregatorConnection.close() } }
+                    return try await migrations(
+                        workers: count, producer: Side(ledger: ledger, connection: connection),
+                        aggregator: Side(ledger: aggregatorLedger, connection: aggregatorConnection),
+                        processes: (workerProcesses, siteProcess), site: site, source: source, logger: logger)
                 }
-                _ = try await connection.purgeQueue(MigrationTopology.resultsQueue)
-                let snapshot = { CPUSnapshot(workers: workerProcesses, site: siteProcess) }
-                let beforeFirst = snapshot()
-                let first = try await migrate(
-                    "bench-\(count)", ledger: ledger, source: source, site: site, connection: connection,
-                    logger: logger)
-                let afterFirst = snapshot()
-                let workerRSS = workerProcesses.peakResidentKiB
-                let rerun = try await migrate(
-                    "bench-\(count)-rerun", ledger: ledger, source: source, site: site, connection: connection,
-                    logger: logger)
-                let afterRerun = snapshot()
-                let raw = try await rawCreations(site)
-                let siteRSS = siteProcess.peakResidentKiB.first ?? 0
-                let identities = first.verdict.totals.overall.inScope
-                let rate = Double(identities) / first.seconds
-                return [
-                    "workers: \(count) processes x concurrency \(concurrency), batch \(batchSize), ledger \(ledgerKind)",
-                    String(
-                        format: "  migration: %d identities in %.1f s = %.0f identities/s end to end (%@)", identities,
-                        first.seconds, rate, first.verdict.reconciled ? "reconciled" : "NOT RECONCILED"),
-                    String(
-                        format: "  re-run, everything already migrated: %d identities in %.1f s (%@)",
-                        rerun.verdict.totals.overall.alreadyMigrated, rerun.seconds,
-                        rerun.verdict.reconciled ? "reconciled" : "NOT RECONCILED"),
-                    String(
-                        format: "  site raw creations (adapter, concurrency 128, same site): %.0f/s; efficiency %.2f",
-                        raw, rate / raw),
-                    "  CPU, migration: " + afterFirst.spent(since: beforeFirst, wall: first.seconds),
-                    "  CPU, re-run: " + afterRerun.spent(since: afterFirst, wall: rerun.seconds),
-                    "  peak RSS: workers \(workerRSS.map { "\($0 / 1024) MiB" }.joined(separator: ", ")); "
-                        + "site \(siteRSS / 1024) MiB; producer+aggregator \(ownPeakKiB() / 1024) MiB",
-                ].joined(separator: "\n")
             }
             await workerProcesses.terminate()
             await siteProcess.terminate()
@@ -189,8 +165,60 @@ struct PipelineBenchmark: AsyncParsableCommand {
         }
     }
 
+    /// The migration and its re-run with the workers and site already up, and the raw site
+    /// measurement after them; returns the report's lines.
+    private func migrations(
+        workers count: Int, producer: Side, aggregator: Side,
+        processes: (workers: WorkerProcesses, site: WorkerProcesses),
+        site: SiteLocation, source: String, logger: Logger
+    ) async throws -> String {
+        let (workerProcesses, siteProcess) = processes
+        let connection = producer.connection
+        try await connection.declare(MigrationBrokerTopology().declarations)
+        for method in [RPCMethod.expandProject, .migrateIdentities] {
+            _ = try await connection.purgeQueue(method.queueName)
+        }
+        _ = try await connection.purgeQueue(MigrationTopology.resultsQueue)
+        let snapshot = { CPUSnapshot(workers: workerProcesses, site: siteProcess) }
+        let beforeFirst = snapshot()
+        let first = try await migrate(
+            "bench-\(count)", producer: producer, aggregator: aggregator, source: source, site: site,
+            logger: logger)
+        let afterFirst = snapshot()
+        let workerRSS = workerProcesses.peakResidentKiB
+        let rerun = try await migrate(
+            "bench-\(count)-rerun", producer: producer, aggregator: aggregator, source: source, site: site,
+            logger: logger)
+        let afterRerun = snapshot()
+        let raw = try await rawCreations(site)
+        let siteRSS = siteProcess.peakResidentKiB.first ?? 0
+        let identities = first.verdict.totals.overall.inScope
+        let rate = Double(identities) / first.seconds
+        return [
+            "workers: \(count) processes x concurrency \(concurrency), batch \(batchSize), ledger \(ledgerKind)",
+            String(
+                format: "  migration: %d identities in %.1f s = %.0f identities/s end to end (%@)", identities,
+                first.seconds, rate, first.verdict.reconciled ? "reconciled" : "NOT RECONCILED"),
+            String(
+                format: "  re-run, everything already migrated: %d identities in %.1f s (%@)",
+                rerun.verdict.totals.overall.alreadyMigrated, rerun.seconds,
+                rerun.verdict.reconciled ? "reconciled" : "NOT RECONCILED"),
+            String(
+                format: "  site raw creations (adapter, concurrency 128, same site): %.0f/s; efficiency %.2f", raw,
+                rate / raw),
+            "  CPU, migration: " + afterFirst.spent(since: beforeFirst, wall: first.seconds),
+            "  CPU, re-run: " + afterRerun.spent(since: afterFirst, wall: rerun.seconds),
+            "  peak RSS: workers \(workerRSS.map { "\($0 / 1024) MiB" }.joined(separator: ", ")); "
+                + "site \(siteRSS / 1024) MiB; producer+aggregator \(ownPeakKiB() / 1024) MiB",
+        ].joined(separator: "\n")
+    }
+
+    /// One migration as an operator runs it: the aggregator is already consuming replies when
+    /// `start` claims the scope (it only acts on a migration once start has made it running), and
+    /// the source is mapped into memory as `jsm-migrate start` maps it.
     private func migrate(
-        _ id: String, ledger: Ledger, source: String, site: SiteLocation, connection: AMQPConnection, logger: Logger
+        _ id: String, producer: Side, aggregator aggregatorSide: Side, source: String, site: SiteLocation,
+        logger: Logger
     ) async throws -> (verdict: AggregatorVerdict, seconds: Double) {
         let started = ContinuousClock.now
         let request = StartRequest(
@@ -198,14 +226,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
             scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
             batchSize: batchSize, siteId: site.siteId, createdBy: "pipeline-benchmark")
         let sourceLocation = SourceLocation("sqlite:" + source)!
-        _ = try await sourceLocation.withSource(logger: logger) { jira in
-            try await MigrationProducer(ledger: ledger, source: jira, logger: logger).start(
-                request, connection: connection)
-        }
-        let published = started.duration(to: .now)
-        print(String(format: "%@: scope claimed, cut and published in %.1f s", id, seconds(published)))
         let lastPrint = Mutex(ContinuousClock.now)
-        let aggregator = MigrationAggregator(ledger: ledger, logger: logger) { _, done, total in
+        let aggregator = MigrationAggregator(ledger: aggregatorSide.ledger, logger: logger) { _, done, total in
             let due = lastPrint.withLock { last in
                 guard last.duration(to: .now) > .seconds(10) else { return false }
                 last = .now
@@ -213,17 +235,37 @@ struct PipelineBenchmark: AsyncParsableCommand {
             }
             if due { print("  \(done)/\(total) batches") }
         }
+        let timeout = self.timeout
         let verdict = try await withThrowingTaskGroup(of: AggregatorVerdict?.self) { group in
-            group.addTask { try await aggregator.run(connection: connection, until: id) }
+            group.addTask {
+                guard let verdict = try await aggregator.run(connection: aggregatorSide.connection, until: id) else {
+                    throw ValidationError("the aggregator ended without a verdict")
+                }
+                return verdict
+            }
+            group.addTask {
+                _ = try await sourceLocation.withSource(logger: logger, sqliteMapMiB: SourceLocation.wholeSourceMapMiB)
+                {
+                    jira in
+                    try await MigrationProducer(ledger: producer.ledger, source: jira, logger: logger).start(
+                        request, connection: producer.connection)
+                }
+                print(
+                    String(
+                        format: "%@: scope claimed, cut and published in %.1f s", id,
+                        seconds(started.duration(to: .now))))
+                return nil
+            }
             group.addTask {
                 try await Task.sleep(for: .seconds(timeout))
                 throw ValidationError("\(id) did not finish within \(timeout) s")
             }
             defer { group.cancelAll() }
-            guard let verdict = try await group.next() ?? nil else {
-                throw ValidationError("the aggregator ended without a verdict")
+            // Bounded: three tasks; only the producer's ends with nil, the others with a verdict or an error.
+            while let next = try await group.next() {
+                if let verdict = next { return verdict }
             }
-            return verdict
+            throw ValidationError("\(id): no verdict")
         }
         return (verdict, seconds(started.duration(to: .now)))
     }
@@ -264,6 +306,12 @@ struct PipelineBenchmark: AsyncParsableCommand {
         }
         throw ValidationError("the local site did not answer within 120 s (see \(path("site-1.log")))")
     }
+}
+
+/// A ledger and a broker connection: what each of the producer and the aggregator has of its own.
+private struct Side: Sendable {
+    let ledger: Ledger
+    let connection: AMQPConnection
 }
 
 private func seconds(_ duration: Duration) -> Double {
