@@ -308,3 +308,13 @@ private struct SiteAccountPage<Account: Decodable>: Decodable {
     let accounts: [Account]
     let nextCursor: String?
 }
+
+extension LocalWorld {
+    /// A migration without projects of every user and customer (`--users all --customers all
+    /// --include-requestless`): the producer claims the whole scope and cuts it itself.
+    func wholeScopeRequest(_ migrationId: String, batchSize: Int) -> StartRequest {
+        request(
+            migrationId, projects: [], scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
+            batchSize: batchSize)
+    }
+}

@@ -98,9 +98,7 @@ struct EndToEndTests {
     @Test("users and customers migrated in advance are already_migrated in the project migration, with no site call")
     func migratedInAdvance() async throws {
         try await EndToEnd.withWorld { world, connection in
-            let advance = world.request(
-                "advance", projects: [],
-                scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all), batchSize: 200)
+            let advance = world.wholeScopeRequest("advance", batchSize: 200)
             let (_, first) = try await world.migrate(advance, connection: connection)
             #expect(first.reconciled)
             let accountsAfterAdvance = try await EndToEnd.siteAccounts(world.site)

@@ -12,9 +12,7 @@ extension EndToEndTests {
     func producerAndAggregatorPublishEachBatchOnce() async throws {
         try await EndToEnd.withWorld(users: 300, workers: 0) { world, connection in
             let name = "leased"
-            let request = world.request(
-                name, projects: [], scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
-                batchSize: 2)
+            let request = world.wholeScopeRequest(name, batchSize: 2)
             try await connection.declare(MigrationBrokerTopology().declarations)
             let aggregator = MigrationAggregator(ledger: world.ledger)
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,5 +1,4 @@
 import AMQP
-import JSMDomain
 import JSMLocalRun
 import Testing
 
@@ -10,9 +9,7 @@ extension EndToEndTests {
     func verdictIsRecountedOnce() async throws {
         try await EndToEnd.withWorld(users: 300, workers: 2) { world, connection in
             let name = "recount-once"
-            let request = world.request(
-                name, projects: [], scope: ScopeOptions(customers: .all, includeRequestless: true, users: .all),
-                batchSize: 20)
+            let request = world.wholeScopeRequest(name, batchSize: 20)
             _ = try await world.source.withSource { jira in
                 try await MigrationProducer(ledger: world.ledger, source: jira).start(request, connection: connection)
             }
