@@ -234,7 +234,8 @@ extension Ledger {
                       WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
                 """, [.text(migrationId)])
         }
-        try await assignBatches(session, migrationId: migrationId, batchSize: batchSize, pageSize: pageSize)
+        try await assignBatches(
+            session, migrationId: migrationId, batchSize: batchSize, pageSize: pageSize, atMost: scopeCount)
         let batches = try await session.query(
             """
             INSERT INTO ledger_batches (migration_id, batch_id, method, sequence, state, identity_count, attempts,
@@ -260,9 +261,9 @@ extension Ledger {
     /// numbered densely from 0. On SQLite, one pass over the email order, a page at a time (memory
     /// stays at one page), each page's rows rewritten by rowid: at 1M identities 6.7 s, against
     /// 10.4 s for one UPDATE over three window functions (sqlite3, the same ledger). PostgreSQL
-    /// keeps that UPDATE.
+    /// keeps that UPDATE. `atMost` bounds the undecided identities (the scope's count will do).
     static func assignBatches(
-        _ session: any LedgerSession, migrationId: String, batchSize: Int64, pageSize: Int
+        _ session: any LedgerSession, migrationId: String, batchSize: Int64, pageSize: Int, atMost: Int64
     ) async throws {
         if session.dialect == .postgres {
             // PostgreSQL ranks the whole scope in one statement faster than in pages of round
@@ -289,9 +290,8 @@ extension Ledger {
                 """, [.text(migrationId), .int(batchSize), .text("identities-")])
             return
         }
-        let undecided = try await session.first(
-            "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL", [.text(migrationId)])
-        let pages = Int(try undecided?.int(0) ?? 0) / pageSize + 1
+        // Bounded: each page is at least one row further, and the pass ends on an empty page.
+        let pages = Int(max(0, atMost)) / pageSize + 1
         var after: (email: String, userKey: String)?
         var position: Int64 = 0
         var groupEmail = ""

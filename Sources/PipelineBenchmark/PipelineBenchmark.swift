@@ -244,9 +244,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
                 return verdict
             }
             group.addTask {
-                _ = try await sourceLocation.withSource(logger: logger, sqliteMapMiB: SourceLocation.wholeSourceMapMiB)
-                {
-                    jira in
+                let mapMiB = SourceLocation.wholeSourceMapMiB
+                _ = try await sourceLocation.withSource(logger: logger, sqliteMapMiB: mapMiB) { jira in
                     try await MigrationProducer(ledger: producer.ledger, source: jira, logger: logger).start(
                         request, connection: producer.connection)
                 }
