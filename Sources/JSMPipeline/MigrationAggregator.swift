@@ -441,6 +441,11 @@ public actor MigrationAggregator {
         guard migration.state == .running, migration.phase == .migrate, finishing.insert(migration.id).inserted
         else { return }
         defer { finishing.remove(migration.id) }
+        // The record may be older than the last pass's end: the periodic check reads it, then
+        // publishes and seeds while a reply finishes the migration (here or in another aggregator).
+        guard verdicts[migration.id] == nil, try await ledger.migration(migration.id)?.state == .running else {
+            return
+        }
         let states = try await ledger.batchStateCounts(migrationId: migration.id, method: nil)
         guard states[.pending, default: 0] == 0 else { return }
         // The ledger commits before the reply is sent: wait a little for the last replies.
