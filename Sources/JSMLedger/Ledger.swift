@@ -63,6 +63,7 @@ public final class Ledger: Sendable {
         migrateSchema: Bool = true, _ body: (Ledger) async throws -> T
     ) async throws -> T {
         let database = try PostgresLedgerDatabase(configuration: configuration, logger: logger)
+        try await database.checkLogin()
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await database.run() }
             do {

@@ -129,6 +129,14 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
             }
         case .postgres(let schema):
             let configuration = try PostgresSourceDatabase.configuration(fromEnvironment: environment)
+            // The pool would retry a refused login for a minute and then name only its circuit breaker.
+            if let refusal = await PostgresLogin.refusal(
+                host: configuration.host ?? "127.0.0.1", port: configuration.port ?? 5432,
+                username: configuration.username, password: configuration.password,
+                database: configuration.database, tls: .disable, connectTimeout: .seconds(5), logger: logger)
+            {
+                throw SourceError(.loginRefused, "the source: \(refusal)")
+            }
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await client.run() }

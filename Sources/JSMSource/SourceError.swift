@@ -10,6 +10,8 @@ public struct SourceError: Error, Sendable, Hashable, CustomStringConvertible {
         case missingSchemaObject = "missing_schema_object"
         /// A statement expected to be small returned more rows than the adapter holds in memory.
         case tooManyRows = "too_many_rows"
+        /// The server refused the configured role, password or database.
+        case loginRefused = "login_refused"
         /// The adapter was asked for something it cannot do (an unusable schema name, a closed source).
         case invalidRequest = "invalid_request"
     }

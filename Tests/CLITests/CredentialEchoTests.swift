@@ -72,6 +72,9 @@ struct CredentialEchoTests {
             ["status", "--ledger", "postgres:jsm_never"], environment: ["POSTGRES_PASSWORD": Self.canary])
         #expect(refused.failedCleanly, "\(refused.standardError)")
         #expect(!refused.standardError.contains(Self.canary), "\(refused.standardError)")
+        // A refused login is named as such, not as an unreachable server.
+        #expect(refused.standardError.contains("login_refused"), "\(refused.standardError)")
+        #expect(!unreachable.standardError.contains("login_refused"), "\(unreachable.standardError)")
     }
 
     @Test("JSM_SITE_TOKEN is not in the error when the site cannot be reached")

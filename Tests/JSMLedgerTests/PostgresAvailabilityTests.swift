@@ -25,6 +25,30 @@ struct PostgresAvailabilityTests {
         #expect(configuration.description.contains("s3cret") == false)
     }
 
+    @Test("a wrong password or an unknown database is refused at once as login_refused, not retried as unavailable")
+    func loginRefused() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var wrongPassword = PostgresLedgerConfiguration(environment: environment, schema: "ledger_refused")
+        wrongPassword.password = "not-the-password-\(UInt32.random(in: 0...UInt32.max))"
+        var unknownDatabase = PostgresLedgerConfiguration(environment: environment, schema: "ledger_refused")
+        unknownDatabase.database = "jsm_no_such_database"
+        for (configuration, state) in [(wrongPassword, "28P01"), (unknownDatabase, "3D000")] {
+            // Without the login check the pool would retry until this lease ran out: `unavailable`.
+            var configuration = configuration
+            configuration.leaseTimeout = .seconds(30)
+            let error = await #expect(throws: LedgerError.self) {
+                try await Ledger.withPostgres(configuration) { _ in }
+            }
+            #expect(error?.code == .loginRefused)
+            #expect(error?.isRetriable == false)
+            #expect(error?.operation == "open")
+            #expect(error?.message.contains("SQLSTATE \(state)") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("role '\(configuration.username)'") == true)
+            #expect(error?.message.contains("database '\(configuration.database ?? "")'") == true)
+            #expect(error?.description.contains("not-the-password") == false)
+        }
+    }
+
     @Test("a connection lost inside a transaction is retriable and rolls the transaction back")
     func lostConnection() async throws {
         try await withTestLedger(.postgres) { ledger in

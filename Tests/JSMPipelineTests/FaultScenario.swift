@@ -554,12 +554,21 @@ extension FaultSuite {
     }
 
     private static func dropSchema(_ schema: String) async throws {
+        try await postgres("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE")
+    }
+
+    /// Runs statements on the services' PostgreSQL as the tests' role, one after the other.
+    static func postgres(_ statements: String...) async throws {
         let configuration = try PostgresSourceDatabase.configuration(fromEnvironment: EndToEnd.environment)
         let client = PostgresClient(configuration: configuration, backgroundLogger: EndToEnd.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
-            try await client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE"))
+            try await client.withConnection { connection in
+                for statement in statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: EndToEnd.logger)
+                }
+            }
         }
     }
 

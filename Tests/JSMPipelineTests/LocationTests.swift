@@ -1,3 +1,4 @@
+import JSMSource
 import Testing
 
 @testable import JSMPipeline
@@ -20,6 +21,20 @@ struct LocationTests {
         #expect(SourceLocation("postgres:jira")?.kind == .postgres(schema: "jira"))
         #expect(SourceLocation("postgres") == nil)
         #expect(SourceLocation("jira.sqlite") == nil)
+    }
+
+    @Test("a PostgreSQL source with a wrong password is refused at once: login_refused, naming what to check")
+    func sourceLoginRefused() async throws {
+        var environment = EndToEnd.environment
+        environment["POSTGRES_PASSWORD"] = "not-the-password"
+        let source = try #require(SourceLocation("postgres:jira"))
+        let error = await #expect(throws: SourceError.self) {
+            try await source.withSource(environment: environment) { _ in }
+        }
+        #expect(error?.code == .loginRefused)
+        #expect(error?.message.contains("SQLSTATE 28P01") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("POSTGRES_PASSWORD") == true)
+        #expect(error?.message.contains("not-the-password") == false)
     }
 
     @Test("a site's id defaults to host:port, and its description never holds the token")

@@ -66,4 +66,59 @@ struct ServiceFaultTests {
             #expect(figures.injections >= 1, "the migration ended before PostgreSQL was restarted")
         }
     }
+
+    @Test("the ledger's password changed while it runs: retriable errors that name the refused login, then recovery")
+    func ledgerPasswordRotated() async throws {
+        try await FaultSuite.withPostgresLedger { location in
+            try await location.withLedger(environment: EndToEnd.environment) { ledger in
+                _ = try await ledger.migrationIds(inStates: [.running])
+                let refused: LedgerError
+                do {
+                    // The role's password changes and its connections end, as a rotation would do.
+                    try await FaultSuite.postgres(
+                        "ALTER ROLE CURRENT_USER PASSWORD 'rotated-\(UInt32.random(in: 0...UInt32.max))'",
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            + "WHERE usename = current_user AND pid <> pg_backend_pid()")
+                    refused = try await Self.firstLeaseExpiry { try await ledger.migrationIds(inStates: [.running]) }
+                } catch {
+                    try? await FaultSuite.services(["start"])
+                    throw error
+                }
+                // services.sh start sets the role's password from its secret again.
+                try await FaultSuite.services(["start"])
+                #expect(refused.isRetriable)
+                #expect(refused.message.contains("refused role"), "\(refused)")
+                #expect(refused.message.contains("SQLSTATE 28P01"), "\(refused)")
+                #expect(refused.message.contains("rotated-") == false)
+                // Retriable meant it: with the password back, the same ledger works again.
+                let recovered = try await Self.firstSuccess { try await ledger.migrationIds(inStates: [.running]) }
+                #expect(recovered != nil, "the ledger did not recover after the password was restored")
+            }
+        }
+    }
+
+    /// The first error of `read` that is a lease expiry (at most 10 tries; a connection the pool
+    /// has not yet noticed dead fails differently first).
+    private static func firstLeaseExpiry(_ read: () async throws -> some Sendable) async throws -> LedgerError {
+        var last: (any Error)?
+        for _ in 0..<10 {
+            do {
+                _ = try await read()
+            } catch let error as LedgerError where error.message.hasPrefix("no PostgreSQL connection") {
+                return error
+            } catch {
+                last = error
+            }
+        }
+        throw HarnessFailure("no lease expiry in 10 reads; last: \(String(describing: last))")
+    }
+
+    /// The first success of `read`, at most 30 tries 1 s apart.
+    private static func firstSuccess<T: Sendable>(_ read: () async throws -> T) async throws -> T? {
+        for _ in 0..<30 {
+            if let value = try? await read() { return value }
+            try await Task.sleep(for: .seconds(1))
+        }
+        return nil
+    }
 }

@@ -28,13 +28,23 @@ public struct PostgresLedgerConfiguration: Sendable, CustomStringConvertible {
     /// How long one connection attempt may take.
     public var connectTimeout: Duration
     /// TLS towards the server; off by default for the loopback service, `.require` in production.
-    public var tls: PostgresClient.Configuration.TLS
+    public var tls: TLS
+
+    /// How the ledger's connections use TLS.
+    public enum TLS: Sendable {
+        /// Plain TCP (the loopback service).
+        case disable
+        /// TLS when the server offers it, plain TCP otherwise.
+        case prefer(TLSConfiguration)
+        /// TLS, or no connection.
+        case require(TLSConfiguration)
+    }
 
     /// Creates a configuration; every tuning value has a default that suits a worker.
     public init(
         host: String = "127.0.0.1", port: Int = 5432, username: String, password: String?, database: String?,
         schema: String = "jsm_ledger", maximumConnections: Int = 8, leaseTimeout: Duration = .seconds(10),
-        connectTimeout: Duration = .seconds(5), tls: PostgresClient.Configuration.TLS = .disable
+        connectTimeout: Duration = .seconds(5), tls: TLS = .disable
     ) {
         self.host = host
         self.port = port
@@ -65,6 +75,22 @@ public struct PostgresLedgerConfiguration: Sendable, CustomStringConvertible {
         "postgres://\(username)@\(host):\(port)/\(database ?? "") (schema \(schema))"
     }
 
+    var clientTLS: PostgresClient.Configuration.TLS {
+        switch tls {
+        case .disable: return .disable
+        case .prefer(let configuration): return .prefer(configuration)
+        case .require(let configuration): return .require(configuration)
+        }
+    }
+
+    func connectionTLS() throws -> PostgresConnection.Configuration.TLS {
+        switch tls {
+        case .disable: return .disable
+        case .prefer(let configuration): return .prefer(try NIOSSLContext(configuration: configuration))
+        case .require(let configuration): return .require(try NIOSSLContext(configuration: configuration))
+        }
+    }
+
     /// Whether `schema` is a plain lower-case identifier, so it can be quoted into DDL safely.
     var hasValidSchemaName: Bool {
         guard let first = schema.unicodeScalars.first, schema.unicodeScalars.count <= 63 else { return false }
@@ -91,7 +117,7 @@ final class PostgresLedgerDatabase: LedgerDatabase {
         }
         var clientConfiguration = PostgresClient.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
-            password: configuration.password, database: configuration.database, tls: configuration.tls)
+            password: configuration.password, database: configuration.database, tls: configuration.clientTLS)
         clientConfiguration.options.maximumConnections = max(1, configuration.maximumConnections)
         clientConfiguration.options.connectTimeout = configuration.connectTimeout
         // Every session resolves the ledger's tables in its own schema.
@@ -112,12 +138,13 @@ final class PostgresLedgerDatabase: LedgerDatabase {
         let client = self.client
         let logger = self.logger
         let endpoint = self.endpoint
+        let leaseExpired = LedgerError(
+            .unavailable, operation: operation,
+            "no PostgreSQL connection to \(endpoint) within \(configuration.leaseTimeout)")
         do {
             return try await LeasedOperation.run(
                 lease: configuration.leaseTimeout,
-                leaseExpired: LedgerError(
-                    .unavailable, operation: operation,
-                    "no PostgreSQL connection to \(endpoint) within \(configuration.leaseTimeout)"),
+                leaseExpired: leaseExpired,
                 closedWhileWaiting: LedgerError(
                     .unavailable, operation: operation,
                     "the connection to PostgreSQL at \(endpoint) closed while the transaction waited for an answer")
@@ -128,8 +155,38 @@ final class PostgresLedgerDatabase: LedgerDatabase {
                 }
             }
         } catch {
-            throw classify(error, operation: operation)
+            let classified = classify(error, operation: operation)
+            // The pool retries a refused login as it would an unreachable server: say which it is.
+            // Still retriable here: a password rotated while the process runs is fixed without it.
+            if classified == leaseExpired || classified.message == Self.poolBreakerMessage(endpoint),
+                let refusal = await loginRefusal()
+            {
+                throw LedgerError(.unavailable, operation: operation, "\(classified.message); \(refusal)")
+            }
+            throw classified
         }
+    }
+
+    /// Refuses to start with a role, password or database the server does not accept: the pool
+    /// would only report it as an unreachable server, after its lease timeout, and a worker would
+    /// retry it for ever. Anything else (the server down, TLS) is left to the pool to wait out.
+    func checkLogin() async throws(LedgerError) {
+        if let refusal = await loginRefusal() {
+            throw LedgerError(.loginRefused, operation: "open", "\(refusal)")
+        }
+    }
+
+    /// Why the server refuses this configuration's login; nil when it accepts it or cannot be asked.
+    private func loginRefusal() async -> PostgresLogin.Refusal? {
+        guard let tls = try? configuration.connectionTLS() else { return nil }
+        return await PostgresLogin.refusal(
+            host: configuration.host, port: configuration.port, username: configuration.username,
+            password: configuration.password, database: configuration.database, tls: tls,
+            connectTimeout: configuration.connectTimeout, logger: logger)
+    }
+
+    private static func poolBreakerMessage(_ endpoint: String) -> String {
+        "cannot open a connection to \(endpoint)"
     }
 
     private static func runTransaction<T: Sendable>(
@@ -203,7 +260,7 @@ final class PostgresLedgerDatabase: LedgerDatabase {
         }
         // The pool's circuit breaker (ConnectionPoolError) is not re-exported by PostgresNIO.
         if "\(type(of: error))".contains("ConnectionPoolError") {
-            return LedgerError(.unavailable, operation: operation, "cannot open a connection to \(endpoint)")
+            return LedgerError(.unavailable, operation: operation, Self.poolBreakerMessage(endpoint))
         }
         return LedgerError(.database, operation: operation, "\(type(of: error))")
     }

@@ -22,6 +22,9 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         case constraintViolation = "constraint_violation"
         /// The database holds a ledger schema newer than this program knows.
         case schemaTooNew = "schema_too_new"
+        /// The server refused the configured role, password or database: the operator must fix
+        /// the configuration.
+        case loginRefused = "login_refused"
         /// Any other database failure.
         case database
     }
@@ -48,7 +51,8 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isRetriable: Bool {
         switch code {
         case .unavailable, .transactionConflict: return true
-        case .migrationConflict, .notFound, .invalidRequest, .constraintViolation, .schemaTooNew, .database:
+        case .migrationConflict, .notFound, .invalidRequest, .constraintViolation, .schemaTooNew, .loginRefused,
+            .database:
             return false
         }
     }
