@@ -76,10 +76,10 @@ struct GroupBatchProcessor: Sendable {
         } catch let error as CloudSiteError where error.refusesTheItem {
             logger.warning(
                 "site refused a group",
-                metadata: ["group": "\(group.name)", "status": "\(error.status ?? 0)", "code": "\(error.code)"])
+                metadata: ["group": "\(group.name)", "detail": "\(error.refusalDetail)"])
             return GroupCompletion(
                 lowerName: group.lowerName, outcome: .rejected, cloudGroupId: nil, escalationRisk: false,
-                detail: "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
+                detail: error.refusalDetail)
         }
     }
 }
@@ -159,10 +159,9 @@ struct MembershipBatchProcessor: Sendable {
             logger.warning(
                 "site refused a membership",
                 metadata: [
-                    "user_key": "\(LogRedaction.identifier(pair.userKey))", "status": "\(error.status ?? 0)",
-                    "code": "\(error.code)",
+                    "user_key": "\(LogRedaction.identifier(pair.userKey))", "detail": "\(error.refusalDetail)",
                 ])
-            return ended(.rejected, "site refused: \(error.code) \(error.status.map(String.init) ?? "")")
+            return ended(.rejected, error.refusalDetail)
         }
     }
 }

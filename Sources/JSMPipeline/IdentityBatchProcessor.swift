@@ -137,10 +137,9 @@ struct IdentityBatchProcessor: Sendable {
             logger.warning(
                 "site refused an identity",
                 metadata: [
-                    "user_key": "\(LogRedaction.identifier(primary.userKey))", "status": "\(error.status ?? 0)",
-                    "code": "\(error.code)",
+                    "user_key": "\(LogRedaction.identifier(primary.userKey))", "detail": "\(error.refusalDetail)",
                 ])
-            let refusal = "site refused: \(error.code) \(error.status.map(String.init) ?? "")"
+            let refusal = error.refusalDetail
             let members = [primary] + group.followers
             return members.map { member in
                 SettledIdentity(

@@ -1,6 +1,7 @@
 import AMQP
 import AsyncHTTPClient
 import Foundation
+import JSMContracts
 import JSMDomain
 import JSMLedger
 import JSMLocalRun
@@ -200,6 +201,15 @@ extension EndToEndTests {
                 }
             }
             #expect(!accounts.contains { $0.emailAddress == "huge.name@example.com" })
+            // A site refusal keeps the site's own reason, for the operator who reads the batch's result.
+            let refused = try #require(attention.first { $0.first == "JIRAUSER8000022" })
+            let stored = try #require(
+                try await world.ledger.completedResult(migrationId: "hostile", batchId: refused[6]))
+            let result = try JSMBatchResult(serializedBytes: stored).results.first { $0.userKey == "JIRAUSER8000022" }
+            #expect(
+                result?.detail
+                    == "site refused: invalid_request 400: The field 'displayName' must be at most 255 characters.",
+                "\(result?.detail ?? "no result")")
             // The 5 MB name travelled as its first 1,024 characters: claims, ledger and batch
             // messages stay small whatever the source holds.
             let batched = try await EndToEnd.scope(world.ledger, "hostile")

@@ -1,3 +1,4 @@
+import JSMCloud
 import Testing
 
 @testable import JSMPipeline
@@ -26,5 +27,24 @@ struct LogRedactionTests {
             LogRedaction.text("missing_app_user (user key bob@example.com): cwd_user 'bob@example.com' has no row")
                 == "missing_app_user (user key b***@example.com): cwd_user 'b***@example.com' has no row")
         #expect(LogRedaction.text("group 'cycle-b' (cwd_group 109)") == "group 'cycle-b' (cwd_group 109)")
+    }
+
+    @Test("a site refusal's detail keeps the site's reason on one line, emails masked, at most 300 characters")
+    func refusalDetail() {
+        func refusal(_ message: String, status: Int? = 400) -> String {
+            CloudSiteError(
+                code: .invalidRequest, status: status, host: "site:443", path: "POST /rest/servicedeskapi/customer",
+                message: message
+            ).refusalDetail
+        }
+        #expect(
+            refusal("email: 'bob@example.com' is not\n  a valid address")
+                == "site refused: invalid_request 400: email: 'b***@example.com' is not a valid address")
+        #expect(refusal("") == "site refused: invalid_request 400")
+        #expect(refusal(" ", status: nil) == "site refused: invalid_request")
+        let page = refusal("<html>" + String(repeating: "x ", count: 1000) + "</html>")
+        #expect(page.hasPrefix("site refused: invalid_request 400: <html>x x"))
+        #expect(page.hasSuffix("..."))
+        #expect(page.count == "site refused: invalid_request 400: ".count + CloudSiteError.refusalReasonLimit + 3)
     }
 }
