@@ -40,6 +40,10 @@ public protocol AccountStore: Service {
     /// The group with this name (case-insensitive), if any.
     func group(named name: String) async throws -> SiteGroup?
 
+    /// Removes the group with this id and all its memberships, in one transaction; `false` when no
+    /// group has this id. Its name is free again: a group created with it later gets a new id.
+    func deleteGroup(withId groupId: String) async throws -> Bool
+
     /// Adds an existing account to an existing group.
     func addMember(accountId: String, groupId: String) async throws -> MembershipResult
 

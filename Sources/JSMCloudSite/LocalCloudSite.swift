@@ -106,6 +106,7 @@ public enum LocalCloudSite {
         atlassian.get("api/3/user", use: routes.user)
         atlassian.post("api/3/user", use: routes.createUser)
         atlassian.post("api/3/group", use: routes.createGroup)
+        atlassian.delete("api/3/group", use: routes.deleteGroup)
         atlassian.get("api/3/group/bulk", use: routes.findGroups)
         atlassian.get("api/3/group/member", use: routes.groupMembers)
         atlassian.post("api/3/group/user", use: routes.addGroupMember)

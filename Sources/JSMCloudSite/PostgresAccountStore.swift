@@ -228,6 +228,27 @@ public final class PostgresAccountStore: AccountStore {
         return nil
     }
 
+    /// Removes the group and its memberships in one transaction, which first locks the group's row
+    /// (`FOR UPDATE`): a membership being added at the same time waits for it, rather than landing
+    /// between the two deletions.
+    public func deleteGroup(withId groupId: String) async throws -> Bool {
+        let groupsTable = self.groupsTable
+        let membersTable = self.membersTable
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            let locked = try await connection.query(
+                "SELECT group_id FROM \(unescaped: groupsTable) WHERE group_id = \(groupId) FOR UPDATE", logger: logger)
+            var found = false
+            for try await _ in locked.decode(String.self) { found = true }
+            guard found else { return false }
+            try await connection.query(
+                "DELETE FROM \(unescaped: membersTable) WHERE group_id = \(groupId)", logger: logger)
+            try await connection.query(
+                "DELETE FROM \(unescaped: groupsTable) WHERE group_id = \(groupId)", logger: logger)
+            return true
+        }
+    }
+
     public func addMember(accountId: String, groupId: String) async throws -> MembershipResult {
         let rows = try await client.query(
             """

@@ -7,9 +7,10 @@ import Synchronization
 
 /// The local site's store on one SQLite file, in WAL mode.
 ///
-/// All writes go through one connection, one statement each (a batch of accounts is one multi-row
-/// `INSERT ... ON CONFLICT DO NOTHING RETURNING`, so one transaction per batch); reads go to a few
-/// more connections, which WAL lets run beside the writer.
+/// All writes but one go through one connection, one statement each (a batch of accounts is one
+/// multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING`, so one transaction per batch); reads go
+/// to a few more connections, which WAL lets run beside the writer. The exception, removing a group,
+/// needs a transaction of several statements, and runs it on a connection opened for it.
 public final class SQLiteAccountStore: AccountStore {
     private let writer: SQLiteConnection
     private let readers: [SQLiteConnection]
@@ -212,6 +213,47 @@ public final class SQLiteAccountStore: AccountStore {
         let rows = try await connection.query(
             "SELECT group_id, name FROM site_groups WHERE name_key = ?", [.text(name.lowercased())])
         return try rows.first.map(Self.group(from:))
+    }
+
+    /// Removes the group and its memberships in one `BEGIN IMMEDIATE` transaction on a connection
+    /// opened for it and closed after: the shared writer cannot hold a transaction, since statements
+    /// other requests send it meanwhile would join it (and vanish with it on a rollback). The
+    /// transaction holds SQLite's write lock throughout, so the writer's statements wait for it
+    /// (`busy_timeout`) and no membership can be added between the two deletions.
+    public func deleteGroup(withId groupId: String) async throws -> Bool {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        do {
+            try await Self.configure(connection)
+            let deleted = try await Self.deleteGroup(withId: groupId, on: connection)
+            try await Self.close(connection)
+            return deleted
+        } catch {
+            // Closing also rolls back a transaction left open by a failure or a cancellation.
+            try? await Self.close(connection)
+            throw error
+        }
+    }
+
+    /// The transaction of `deleteGroup(withId:)`; `false` when no group has this id.
+    private static func deleteGroup(withId groupId: String, on connection: SQLiteConnection) async throws -> Bool {
+        _ = try await connection.query("BEGIN IMMEDIATE")
+        do {
+            _ = try await connection.query("DELETE FROM site_group_members WHERE group_id = ?", [.text(groupId)])
+            let rows = try await connection.query(
+                "DELETE FROM site_groups WHERE group_id = ? RETURNING group_id", [.text(groupId)])
+            _ = try await connection.query("COMMIT")
+            return !rows.isEmpty
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Closes a connection with the future-based close, which runs even when the task is cancelled
+    /// (an unclosed connection would trap in its deinit).
+    private static func close(_ connection: SQLiteConnection) async throws {
+        let closed: EventLoopFuture<Void> = connection.close()
+        try await closed.get()
     }
 
     public func addMember(accountId: String, groupId: String) async throws -> MembershipResult {

@@ -174,6 +174,20 @@ struct SiteRoutes: Sendable {
         }
     }
 
+    /// `DELETE /rest/api/3/group?groupId=` (or `?groupname=`): removes the group and all its
+    /// memberships, answering 200 with an empty body as Atlassian does; 404 for a group that does
+    /// not exist, 400 when the query gives neither parameter or both. The name is free afterwards:
+    /// creating it again makes a new group, with a new id. Atlassian's optional `swapGroup` and
+    /// `swapGroupId` (a group to hand the removed group's permissions and restrictions to) are
+    /// ignored: this site keeps no permissions or restrictions.
+    func deleteGroup(_ request: Request, context: some RequestContext) async throws -> Response {
+        guard let selector = GroupSelector(request.uri.queryParameters) else { return GroupSelector.refusal }
+        guard let group = try await selector.group(in: store),
+            try await store.deleteGroup(withId: group.groupId)
+        else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
+        return Response(status: .ok)
+    }
+
     /// `GET /rest/api/3/group/bulk?groupName=&groupId=`: the named groups (exact, case-insensitive).
     func findGroups(_ request: Request, context: some RequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters

@@ -283,7 +283,7 @@ struct SiteEndpointTests {
             let endpoints: [(HTTPMethodName, String)] = [
                 (.post, "/rest/servicedeskapi/customer"), (.get, "/rest/api/3/user/search?query=a%40b.co"),
                 (.post, "/rest/api/3/user"), (.post, "/rest/api/3/group"), (.post, "/rest/api/3/group/user?groupId=x"),
-                (.get, "/rest/api/3/group/member?groupId=x"),
+                (.get, "/rest/api/3/group/member?groupId=x"), (.delete, "/rest/api/3/group?groupId=x"),
                 (.get, "/_local/v1/counts"), (.get, "/_local/v1/accounts"),
             ]
             for (method, path) in endpoints {
@@ -376,10 +376,17 @@ struct SiteEndpointTests {
     }
 }
 
-/// The two methods the endpoints use, named for readability in tables of endpoints.
+/// The methods the endpoints use, named for readability in tables of endpoints.
 enum HTTPMethodName {
     case get
     case post
+    case delete
 
-    var http: NIOHTTP1.HTTPMethod { self == .get ? .GET : .POST }
+    var http: NIOHTTP1.HTTPMethod {
+        switch self {
+        case .get: .GET
+        case .post: .POST
+        case .delete: .DELETE
+        }
+    }
 }

@@ -124,6 +124,7 @@ final class HidingAccountStore: AccountStore {
     func createGroup(named name: String) async throws -> GroupCreation { try await inner.createGroup(named: name) }
     func group(withId groupId: String) async throws -> SiteGroup? { try await inner.group(withId: groupId) }
     func group(named name: String) async throws -> SiteGroup? { try await inner.group(named: name) }
+    func deleteGroup(withId groupId: String) async throws -> Bool { try await inner.deleteGroup(withId: groupId) }
     func addMember(accountId: String, groupId: String) async throws -> MembershipResult {
         try await inner.addMember(accountId: accountId, groupId: groupId)
     }
