@@ -254,6 +254,25 @@ public final class AtlassianCloudSite: CloudSite {
         return CloudGroup(groupId: groupId, name: match.name)
     }
 
+    /// Group ids asked of `GET /rest/api/3/group/bulk` at once (its default page size).
+    static let groupIdsPerLookup = 50
+
+    /// `GET /rest/api/3/group/bulk?groupId=...&maxResults=50`, 50 ids a request: the ids the site
+    /// lists are the groups it still has.
+    public func existingGroupIds(_ groupIds: [String]) async throws -> Set<String> {
+        let path = "/rest/api/3/group/bulk"
+        var found = Set<String>()
+        for chunk in Array(Set(groupIds)).sorted().chunked(Self.groupIdsPerLookup) {
+            let ids = chunk.map { "groupId=\(Self.percentEncoded($0))" }.joined(separator: "&")
+            let answer = try await send(
+                .GET, path: path, query: "\(ids)&maxResults=\(Self.groupIdsPerLookup)", body: nil)
+            guard answer.status == 200 else { throw failure(answer, path: "GET \(path)") }
+            let page = try decode(GroupPageBody.self, from: answer, path: "GET \(path)")
+            found.formUnion(page.values.compactMap(\.groupId).filter(chunk.contains))
+        }
+        return found
+    }
+
     /// `GET /rest/api/3/group/member?groupId=&includeInactiveUsers=true&startAt=&maxResults=`: one
     /// page of the group's members, inactive accounts included (adding one of them is still "already
     /// a member"); `nil` on 404, the site's answer for a group that does not exist.

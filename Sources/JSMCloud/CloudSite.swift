@@ -37,6 +37,10 @@ public protocol CloudSite: Sendable {
     /// `nil` when there is none. Read-only: a dry run predicts `reused` from it without creating.
     func group(named name: String) async throws -> CloudGroup?
 
+    /// Which of these group ids the site still has: a group an earlier migration created or reused
+    /// may have been deleted since. Read-only.
+    func existingGroupIds(_ groupIds: [String]) async throws -> Set<String>
+
     /// One page of a group's members (inactive accounts included), in the site's order; `nil` when
     /// the site has no group with this id. Read-only: a dry run predicts `already_member` from it.
     func groupMembers(ofGroupId groupId: String, startAt: Int, maxResults: Int) async throws -> GroupMemberPage?

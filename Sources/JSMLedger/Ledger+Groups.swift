@@ -159,7 +159,8 @@ extension Ledger {
     // MARK: Workers
 
     /// Cloud group ids earlier migrations created or reused on this site, by lower-cased name: a
-    /// group found here is `already_migrated` and costs no site call.
+    /// group found here that the site still has is `already_migrated` (the worker asks the site
+    /// once per 50 groups); one deleted since is provisioned again and its new id replaces this one.
     public func priorGroupMappings(siteId: String, lowerNames: [String]) async throws(LedgerError) -> [String: String] {
         try await database.transaction("priorGroupMappings", readOnly: true) { session in
             var found: [String: String] = [:]
@@ -192,8 +193,10 @@ extension Ledger {
         return MembershipTargets(groups: groups, accounts: accounts, alreadyMigrated: done)
     }
 
-    /// The pairs an earlier migration already added on this site (their memberships are
-    /// `already_migrated`): what a dry run needs of ``membershipTargets(siteId:memberships:)``.
+    /// The pairs an earlier migration already added on this site, to the cloud group the site's
+    /// group mapping names now (their memberships are `already_migrated`; pairs added to a group
+    /// deleted and provisioned again since are not): what a dry run needs of
+    /// ``membershipTargets(siteId:memberships:)``.
     public func recordedMemberships(siteId: String, memberships: [MembershipCandidate]) async throws(LedgerError)
         -> Set<MembershipCandidate>
     {
@@ -207,7 +210,8 @@ extension Ledger {
                     with + """
                          SELECT m.lower_name, m.user_key FROM ledger_membership_mappings m
                         JOIN u ON m.lower_name = u.lower_name AND m.user_key = u.user_key
-                        WHERE m.site_id = $1
+                        JOIN ledger_group_mappings g ON g.site_id = m.site_id AND g.lower_name = m.lower_name
+                        WHERE m.site_id = $1 AND g.cloud_group_id = m.cloud_group_id
                         """, [.text(siteId)] + binds)
                 {
                     found.insert(MembershipCandidate(lowerName: try row.text(0), userKey: try row.text(1)))
@@ -217,8 +221,9 @@ extension Ledger {
         }
     }
 
-    /// Completes a group batch in ONE transaction: the per-site group mappings (a created or
-    /// reused group is never overwritten by a later migration; a rejected one is), each group's
+    /// Completes a group batch in ONE transaction: the per-site group mappings (a rejected group's
+    /// is overwritten by a later migration's result; a created or reused one's only by another
+    /// group, once the site had deleted it), each group's
     /// outcome, the batch's state `done` and its stored result. Idempotent like
     /// ``completeBatch(migrationId:batchId:mappings:result:)``.
     public func completeGroupBatch(
@@ -265,6 +270,8 @@ extension Ledger {
                             reason = excluded.reason, migration_id = excluded.migration_id,
                             batch_id = excluded.batch_id, updated_at_ms = excluded.updated_at_ms
                         WHERE ledger_group_mappings.outcome = 'rejected'
+                           OR (excluded.outcome <> 'rejected'
+                               AND ledger_group_mappings.cloud_group_id <> excluded.cloud_group_id)
                         """, [.text(siteId), .text(migrationId), .text(batchId), .int(now)] + binds)
                 let (with2, binds2) = session.dialect.withRows(rows, firstParameter: 3)
                 let decided = try await session.query(
@@ -336,7 +343,11 @@ extension Ledger {
                             SELECT $1, lower_name, user_key, cloud_group_id, cloud_account_id, outcome, $2, $3,
                                 CAST($4 AS BIGINT)
                             FROM u WHERE true
-                            ON CONFLICT (site_id, lower_name, user_key) DO NOTHING
+                            ON CONFLICT (site_id, lower_name, user_key) DO UPDATE SET
+                                cloud_group_id = excluded.cloud_group_id,
+                                cloud_account_id = excluded.cloud_account_id, outcome = excluded.outcome,
+                                migration_id = excluded.migration_id, batch_id = excluded.batch_id
+                            WHERE ledger_membership_mappings.cloud_group_id <> excluded.cloud_group_id
                             """, [.text(siteId), .text(migrationId), .text(batchId), .int(now)] + binds)
                 }
                 var outcomes = BulkRows([

@@ -37,8 +37,9 @@ struct GroupBatchProcessor: Sendable {
             throw RPCEnvelope.Unusable(
                 reason: .invalidMessage, detail: "batch \(batchId): a group has no name or appears twice")
         }
-        let prior = try await ledger.priorGroupMappings(
-            siteId: batch.targetSiteID, lowerNames: batch.groups.map(\.lowerName))
+        let prior = try await present(
+            try await ledger.priorGroupMappings(siteId: batch.targetSiteID, lowerNames: batch.groups.map(\.lowerName)),
+            batchId: batchId)
         let ended = try await batch.groups.boundedConcurrentMap(limit: siteConcurrency) { group in
             if let groupId = prior[group.lowerName] {
                 return GroupCompletion(
@@ -55,6 +56,21 @@ struct GroupBatchProcessor: Sendable {
         let completion = try await ledger.completeGroupBatch(
             migrationId: migrationId, batchId: batchId, groups: completions, result: try result.serializedBytes())
         return try result.settled(by: completion)
+    }
+
+    /// The earlier migrations' groups the site still has (one lookup per 50). A group deleted
+    /// since is provisioned again, created or reused by name, and its memberships added again: one
+    /// counted `already_migrated` would leave its members out of a group that no longer exists.
+    private func present(_ prior: [String: String], batchId: String) async throws -> [String: String] {
+        guard !prior.isEmpty else { return prior }
+        let existing = try await site.existingGroupIds(Array(prior.values))
+        let gone = prior.filter { !existing.contains($0.value) }
+        for (name, groupId) in gone.sorted(by: { $0.key < $1.key }) {
+            logger.warning(
+                "a cloud group an earlier migration mapped is gone from the site: provisioning it again",
+                metadata: ["group": "\(name)", "cloud_group_id": "\(groupId)", "batch": "\(batchId)"])
+        }
+        return prior.filter { existing.contains($0.value) }
     }
 
     /// Creates the group, or reuses the site's group of that name; a refusal is a rejected group.

@@ -159,7 +159,7 @@ struct MembershipForecast: Sendable {
 }
 
 /// The group and membership part of `start --dry-run --groups [--group-membership]`: read-only
-/// ledger queries and site lookups (`group(named:)`, paged group members), `siteConcurrency` at a
+/// ledger queries and site lookups (`existingGroupIds`, `group(named:)`, paged group members), `siteConcurrency` at a
 /// time; nothing is created, recorded or published.
 struct GroupDryRun: Sendable {
     let ledger: Ledger
@@ -182,6 +182,11 @@ struct GroupDryRun: Sendable {
                 first
             }
         }
+        // As the worker does: an earlier migration's group the site has deleted since is provisioned
+        // again, and its members are added again.
+        let present = try await site.existingGroupIds(Array(prior.values))
+        let gone = Set(prior.filter { !present.contains($0.value) }.keys)
+        prior = prior.filter { present.contains($0.value) }
         var groups: [String: PredictedGroup] = [:]
         for (name, groupId) in prior { groups[name] = .alreadyMigrated(cloudGroupId: groupId) }
         // The worker creates the rest, and the site answers "reused" exactly when it already has a
@@ -202,7 +207,9 @@ struct GroupDryRun: Sendable {
         let pairs = scope.memberships.sorted { ($0.lowerName, $0.userKey) < ($1.lowerName, $1.userKey) }
         for chunk in pairs.chunked(Self.chunkSize) {
             let recorded = try await ledger.recordedMemberships(siteId: siteId, memberships: Array(chunk))
-            for pair in chunk { forecast.add(pair, alreadyMigrated: recorded.contains(pair)) }
+            for pair in chunk {
+                forecast.add(pair, alreadyMigrated: recorded.contains(pair) && !gone.contains(pair.lowerName))
+            }
         }
         let read = try await forecast.groupsToRead.sorted().boundedConcurrentMap(limit: siteConcurrency) { groupId in
             (groupId, try await site.memberAccountIds(ofGroupId: groupId))

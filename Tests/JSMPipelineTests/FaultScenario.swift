@@ -595,7 +595,7 @@ extension FaultSuite {
         return try JSONDecoder().decode(Counts.self, from: Data(buffer: body)).injectedBurstFaults
     }
 
-    private static func authorization(_ site: LocalSite) -> String {
+    static func authorization(_ site: LocalSite) -> String {
         "Basic " + Data("faults@example.com:\(site.token)".utf8).base64EncodedString()
     }
 

@@ -85,7 +85,7 @@ extension EndToEndTests {
     }
 
     /// The library's dry run of `request` over the world's ledger, source and site.
-    private func dryRun(_ world: LocalWorld, _ request: StartRequest) async throws -> PredictedTotals {
+    func dryRun(_ world: LocalWorld, _ request: StartRequest) async throws -> PredictedTotals {
         try await world.source.withSource { jira in
             try await world.siteLocation.withSite { site in
                 let definition = try await MigrationProducer(ledger: world.ledger, source: jira)
