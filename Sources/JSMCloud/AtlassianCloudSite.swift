@@ -255,7 +255,7 @@ public final class AtlassianCloudSite: CloudSite {
     }
 
     /// Group ids asked of `GET /rest/api/3/group/bulk` at once (its default page size).
-    static let groupIdsPerLookup = 50
+    public static let groupIdsPerLookup = 50
 
     /// `GET /rest/api/3/group/bulk?groupId=...&maxResults=50`, 50 ids a request: the ids the site
     /// lists are the groups it still has.

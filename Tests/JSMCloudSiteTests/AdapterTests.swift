@@ -85,6 +85,32 @@ struct AdapterTests {
     }
 
     @Test(
+        "existingGroupIds: across several bulk lookups of 50, exactly the ids the site still has",
+        arguments: StoreKind.allCases)
+    func existingGroupIdsThroughTheAdapter(kind: StoreKind) async throws {
+        try await SiteHarness.withSite(kind) { site in
+            try await site.withAdapter { adapter in
+                var ids: [String] = []
+                for index in 0..<(AtlassianCloudSite.groupIdsPerLookup + 12) {
+                    ids.append(try await adapter.createGroup(named: "group-\(index)").group.groupId)
+                }
+                #expect(try await adapter.existingGroupIds([]) == [])
+                #expect(try await adapter.existingGroupIds(ids + ids.prefix(3)) == Set(ids))
+                let removed = [ids[0], ids[AtlassianCloudSite.groupIdsPerLookup], ids[ids.count - 1]]
+                for groupId in removed {
+                    let answer = try await SiteHarness.request(site, .DELETE, "/rest/api/3/group?groupId=\(groupId)")
+                    #expect(answer.status == 200)
+                }
+                let requests = adapter.metrics.snapshot.requests
+                let found = try await adapter.existingGroupIds(ids + ["no-such-group"])
+                #expect(found == Set(ids).subtracting(removed))
+                // 62 ids and an unknown one: two lookups.
+                #expect(adapter.metrics.snapshot.requests - requests == 2)
+            }
+        }
+    }
+
+    @Test(
         "read-only group lookups: a group by name in any case, every member across pages, nil for a missing group",
         arguments: StoreKind.allCases)
     func groupLookupsThroughTheAdapter(kind: StoreKind) async throws {
