@@ -422,8 +422,9 @@ extension Ledger {
     }
 
     /// The migration's groups and memberships that need an operator's attention: reused groups
-    /// (each a permission-escalation risk, with the members this migration added to it), rejected
-    /// groups and rejected memberships; by kind, then name. Few next to identities: read at once.
+    /// (each a permission-escalation risk, with the members this migration added to it), groups
+    /// created with a detail (in place of one the site deleted), rejected groups and rejected
+    /// memberships; by kind, then name. Few next to identities: read at once.
     public func groupAttentionRecords(migrationId: String) async throws(LedgerError) -> [GroupAttentionRecord] {
         try await database.transaction("groupAttentionRecords", readOnly: true) { session in
             let groups = try await session.query(
@@ -431,7 +432,8 @@ extension Ledger {
                 SELECT g.name, g.outcome, g.cloud_group_id, g.detail, g.batch_id,
                     (SELECT COUNT(*) FROM ledger_memberships m WHERE m.migration_id = g.migration_id
                        AND m.lower_name = g.lower_name AND m.outcome = 'added')
-                FROM ledger_groups g WHERE g.migration_id = $1 AND g.outcome IN ('reused', 'rejected')
+                FROM ledger_groups g WHERE g.migration_id = $1
+                  AND (g.outcome IN ('reused', 'rejected') OR (g.outcome = 'created' AND g.detail IS NOT NULL))
                 ORDER BY g.lower_name
                 """, [.text(migrationId)]
             ).map { row throws in

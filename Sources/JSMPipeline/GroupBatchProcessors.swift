@@ -37,7 +37,7 @@ struct GroupBatchProcessor: Sendable {
             throw RPCEnvelope.Unusable(
                 reason: .invalidMessage, detail: "batch \(batchId): a group has no name or appears twice")
         }
-        let prior = try await present(
+        let (prior, gone) = try await present(
             try await ledger.priorGroupMappings(siteId: batch.targetSiteID, lowerNames: batch.groups.map(\.lowerName)),
             batchId: batchId)
         let ended = try await batch.groups.boundedConcurrentMap(limit: siteConcurrency) { group in
@@ -46,7 +46,14 @@ struct GroupBatchProcessor: Sendable {
                     lowerName: group.lowerName, outcome: .alreadyMigrated, cloudGroupId: groupId,
                     escalationRisk: false, detail: nil)
             }
-            return try await provision(group)
+            let provisioned = try await provision(group)
+            guard let deletedId = gone[group.lowerName], provisioned.outcome != .rejected else { return provisioned }
+            // The operator must grant the new group what the deleted one had: it is listed for attention.
+            let replaced = Self.replacement(of: deletedId)
+            return GroupCompletion(
+                lowerName: provisioned.lowerName, outcome: provisioned.outcome, cloudGroupId: provisioned.cloudGroupId,
+                escalationRisk: provisioned.escalationRisk,
+                detail: provisioned.detail.map { "\(replaced); \($0)" } ?? replaced)
         }
         // Replies list the groups in the request's order.
         let byName = Dictionary(uniqueKeysWithValues: ended.map { ($0.lowerName, $0) })
@@ -61,8 +68,10 @@ struct GroupBatchProcessor: Sendable {
     /// The earlier migrations' groups the site still has (one lookup per 50). A group deleted
     /// since is provisioned again, created or reused by name, and its memberships added again: one
     /// counted `already_migrated` would leave its members out of a group that no longer exists.
-    private func present(_ prior: [String: String], batchId: String) async throws -> [String: String] {
-        guard !prior.isEmpty else { return prior }
+    private func present(_ prior: [String: String], batchId: String) async throws -> (
+        present: [String: String], gone: [String: String]
+    ) {
+        guard !prior.isEmpty else { return (prior, [:]) }
         let existing = try await site.existingGroupIds(Array(prior.values))
         let gone = prior.filter { !existing.contains($0.value) }
         for (name, groupId) in gone.sorted(by: { $0.key < $1.key }) {
@@ -70,7 +79,13 @@ struct GroupBatchProcessor: Sendable {
                 "a cloud group an earlier migration mapped is gone from the site: provisioning it again",
                 metadata: ["group": "\(name)", "cloud_group_id": "\(groupId)", "batch": "\(batchId)"])
         }
-        return prior.filter { existing.contains($0.value) }
+        return (prior.filter { existing.contains($0.value) }, gone)
+    }
+
+    /// The detail of a group provisioned in place of one the site deleted.
+    static func replacement(of deletedId: String) -> String {
+        "the cloud group \(deletedId) an earlier migration mapped was deleted on the site: this one replaces it "
+            + "without the deleted group's permissions"
     }
 
     /// Creates the group, or reuses the site's group of that name; a refusal is a rejected group.

@@ -63,6 +63,15 @@ extension EndToEndTests {
                     ledger: world.ledger, migrationId: "deleted-second", source: jira, site: world.siteLocation)
             }
             #expect(verification.passed, "\(verification.rendered())")
+            // The requires-attention CSV lists it: the new group lacks the deleted one's permissions.
+            let csvPath = world.directory + "/attention-deleted.csv"
+            _ = try await ReportExports.writeAttention(ledger: world.ledger, migrationId: "deleted-second", to: csvPath)
+            let attention = CSV.parse(try String(contentsOfFile: csvPath, encoding: .utf8))
+            let row = try #require(attention.first { $0.first?.lowercased() == victim && $0[1] == "group" })
+            #expect(Array(row[2...3]) == ["created", "recreated"] && row[5] == newId, "\(row)")
+            #expect(row[4].contains(deletedId), "\(row)")
+            #expect(row[4].hasSuffix("members added: \(second.groupTotals.memberships.added)"), "\(row)")
+            #expect(attention.filter { $0[1] == "group" }.count == 1, "only the re-created group: \(attention)")
 
             // The ledger now maps the name to the new group: a third run has nothing to do again.
             request.migrationId = "deleted-third"

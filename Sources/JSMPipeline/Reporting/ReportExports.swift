@@ -9,9 +9,10 @@ public enum ReportExports {
     /// Columns of the requires-attention CSV.
     ///
     /// `key` is the server user key of an identity (category `customers`, `licensed_users` or
-    /// `formers`), the name of a group (category `group`: reused, a permission-escalation risk, or
-    /// rejected) or `group/user_key` of a rejected membership (category `membership`); `cloud_id`
-    /// is the cloud account or group.
+    /// `formers`), the name of a group (category `group`: reused, a permission-escalation risk;
+    /// created again, flag `recreated`, in place of a group the site deleted; or rejected) or
+    /// `group/user_key` of a rejected membership (category `membership`); `cloud_id` is the cloud
+    /// account or group.
     public static let attentionHeader = [
         "key", "category", "outcome", "flags", "reason", "cloud_id", "batch_id",
     ]
@@ -19,8 +20,8 @@ public enum ReportExports {
     public static let mappingHeader = ["server_user_key", "cloud_account_id", "account_type", "outcome", "flags"]
 
     /// Writes the requires-attention CSV: every rejected, former, merged, second-account or
-    /// disabled identity of the migration, by user key (never the email), then every reused or
-    /// rejected group and rejected membership. Flags are joined with
+    /// disabled identity of the migration, by user key (never the email), then every reused,
+    /// re-created or rejected group and rejected membership. Flags are joined with
     /// `|`. Returns the number of data rows written.
     @discardableResult
     public static func writeAttention(ledger: Ledger, migrationId: String, to path: String) async throws -> Int {
@@ -49,10 +50,11 @@ public enum ReportExports {
             }
             for record in try await ledger.groupAttentionRecords(migrationId: migrationId) {
                 let risk = record.outcome == GroupOutcomeKind.reused.rawValue
+                let recreated = record.kind == .group && record.outcome == GroupOutcomeKind.created.rawValue
+                let flags = (recreated ? ["recreated"] : []) + (risk ? ["permission_escalation_risk"] : [])
                 try writer.write([
-                    record.key, record.kind.rawValue, record.outcome,
-                    risk ? "permission_escalation_risk" : "",
-                    risk ? "\(record.detail); members added: \(record.membersAdded)" : record.detail,
+                    record.key, record.kind.rawValue, record.outcome, flags.joined(separator: "|"),
+                    risk || recreated ? "\(record.detail); members added: \(record.membersAdded)" : record.detail,
                     record.cloudGroupId ?? "", record.batchId,
                 ])
                 written += 1
