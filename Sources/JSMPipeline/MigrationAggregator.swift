@@ -241,9 +241,7 @@ public actor MigrationAggregator {
                     do {
                         try await self.check(publisher: publisher)
                     } catch let error as LedgerError where error.isRetriable {
-                        self.logger.warning(
-                            "ledger unavailable; next check later",
-                            metadata: ["error": "\(LogRedaction.text("\(error)"))"])
+                        self.logRetriable(error, then: "next check later")
                     }
                     if let migrationId, let verdict = try await self.finishedVerdict(migrationId) { return verdict }
                 }
@@ -253,6 +251,22 @@ public actor MigrationAggregator {
             group.cancelAll()
             return first
         }
+    }
+
+    /// Logs a retriable ledger failure and what happens next (see ``retriableLogLine(_:then:)``).
+    nonisolated private func logRetriable(_ error: LedgerError, then next: String) {
+        let (level, message) = Self.retriableLogLine(error, then: next)
+        logger.log(level: level, "\(message)", metadata: ["error": "\(LogRedaction.text("\(error)"))"])
+    }
+
+    /// The level and message of a retriable ledger failure. A conflict is expected while another
+    /// process writes (the producer cutting a million identities holds SQLite's write lock for
+    /// longer than the busy timeout, and the periodic check tries the same idempotent cut), so it
+    /// is `info` and says the ledger is busy; an unreachable ledger is a warning.
+    static func retriableLogLine(_ error: LedgerError, then next: String) -> (Logger.Level, String) {
+        error.code == .transactionConflict
+            ? (.info, "ledger busy: another transaction holds it; \(next)")
+            : (.warning, "ledger unavailable; \(next)")
     }
 
     /// The verdict once `migrationId` has left `running` (this or another aggregator finished it).
@@ -300,9 +314,8 @@ public actor MigrationAggregator {
             try await delivery.park(because: unusable, on: publisher.connection)
             return nil
         } catch let error as LedgerError where error.isRetriable {
-            // The ledger is briefly unavailable: the reply goes back and is counted later.
-            logger.warning(
-                "ledger unavailable; reply requeued", metadata: ["error": "\(LogRedaction.text("\(error)"))"])
+            // The ledger is briefly unavailable or busy: the reply goes back and is counted later.
+            logRetriable(error, then: "reply requeued")
             delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
             return nil

@@ -1,4 +1,5 @@
 import JSMCloud
+import JSMLedger
 import Testing
 
 @testable import JSMPipeline
@@ -46,5 +47,20 @@ struct LogRedactionTests {
         #expect(page.hasPrefix("site refused: invalid_request 400: <html>x x"))
         #expect(page.hasSuffix("..."))
         #expect(page.count == "site refused: invalid_request 400: ".count + CloudSiteError.refusalReasonLimit + 3)
+    }
+
+    @Test("a busy ledger is logged as busy at info, an unreachable one as unavailable at warning")
+    func retriableLedgerLines() {
+        // SQLite's busy timeout (SQLiteAvailabilityTests) and PostgreSQL's serialization failures
+        // are transaction conflicts: expected while another process writes, not an outage.
+        let busy = MigrationAggregator.retriableLogLine(
+            LedgerError(.transactionConflict, operation: "advanceToMigratePhase", "database is locked"),
+            then: "next check later")
+        #expect(busy.0 == .info)
+        #expect(busy.1 == "ledger busy: another transaction holds it; next check later")
+        let down = MigrationAggregator.retriableLogLine(
+            LedgerError(.unavailable, operation: "recordReply", "connection refused"), then: "reply requeued")
+        #expect(down.0 == .warning)
+        #expect(down.1 == "ledger unavailable; reply requeued")
     }
 }
