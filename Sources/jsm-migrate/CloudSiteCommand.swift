@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import JSMCloudSite
+import JSMLedger
 import JSMPipeline
 import JSMSource
 import Logging
@@ -82,10 +83,19 @@ struct CloudSiteCommand: AsyncParsableCommand {
         if let sqlite {
             store = try await SQLiteAccountStore.open(path: sqlite, logger: logger)
         } else {
+            let postgres = try PostgresSourceDatabase.configuration(
+                fromEnvironment: ProcessInfo.processInfo.environment)
+            // The pool retries a refused login like an unreachable server: without asking first,
+            // a wrong password would surface as start-up's 15 s timeout, not as what it is.
+            if let refusal = await PostgresLogin.refusal(
+                host: postgres.host ?? "127.0.0.1", port: postgres.port ?? 5432, username: postgres.username,
+                password: postgres.password, database: postgres.database, tls: .disable,
+                connectTimeout: .seconds(5), logger: logger)
+            {
+                throw AccountStoreError("the site's store: \(refusal)")
+            }
             store = try PostgresAccountStore(
-                client: PostgresClient(
-                    configuration: try PostgresSourceDatabase.configuration(
-                        fromEnvironment: ProcessInfo.processInfo.environment)), schema: schema, logger: logger)
+                client: PostgresClient(configuration: postgres), schema: schema, logger: logger)
         }
         let application = LocalCloudSite.makeApplication(
             configuration: configuration, store: store, seed: seed, logger: logger,
