@@ -130,11 +130,7 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
         case .postgres(let schema):
             let configuration = try PostgresSourceDatabase.configuration(fromEnvironment: environment)
             // The pool would retry a refused login for a minute and then name only its circuit breaker.
-            if let refusal = await PostgresLogin.refusal(
-                host: configuration.host ?? "127.0.0.1", port: configuration.port ?? 5432,
-                username: configuration.username, password: configuration.password,
-                database: configuration.database, tls: .disable, connectTimeout: .seconds(5), logger: logger)
-            {
+            if let refusal = await PostgresLogin.refusal(ofEnvironmentLogin: configuration, logger: logger) {
                 throw SourceError(.loginRefused, "the source: \(refusal)")
             }
             let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -238,4 +234,18 @@ public struct PipelineError: Error, Sendable, Hashable, CustomStringConvertible 
 
     /// The message.
     public var description: String { message }
+}
+
+extension PostgresLogin {
+    /// The refusal of a login built by `PostgresSourceDatabase.configuration(fromEnvironment:)`
+    /// (the `POSTGRES_*` variables: loopback, TLS off), as the source and `cloud-site --postgres`
+    /// ask before they start a pool.
+    public static func refusal(ofEnvironmentLogin configuration: PostgresClient.Configuration, logger: Logger) async
+        -> Refusal?
+    {
+        await refusal(
+            host: configuration.host ?? "127.0.0.1", port: configuration.port ?? 5432,
+            username: configuration.username, password: configuration.password, database: configuration.database,
+            tls: .disable, connectTimeout: .seconds(5), logger: logger)
+    }
 }

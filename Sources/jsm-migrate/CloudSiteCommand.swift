@@ -87,11 +87,7 @@ struct CloudSiteCommand: AsyncParsableCommand {
                 fromEnvironment: ProcessInfo.processInfo.environment)
             // The pool retries a refused login like an unreachable server: without asking first,
             // a wrong password would surface as start-up's 15 s timeout, not as what it is.
-            if let refusal = await PostgresLogin.refusal(
-                host: postgres.host ?? "127.0.0.1", port: postgres.port ?? 5432, username: postgres.username,
-                password: postgres.password, database: postgres.database, tls: .disable,
-                connectTimeout: .seconds(5), logger: logger)
-            {
+            if let refusal = await PostgresLogin.refusal(ofEnvironmentLogin: postgres, logger: logger) {
                 throw AccountStoreError("the site's store: \(refusal)")
             }
             store = try PostgresAccountStore(
