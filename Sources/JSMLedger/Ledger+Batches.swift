@@ -106,17 +106,41 @@ extension Ledger {
                 for key in chunk { rows.append([.text(key)]) }
                 let (with, binds) = session.dialect.withRows(rows, firstParameter: 2)
                 let mapped = try await session.query(
-                    with + """
-                         SELECT m.server_user_key, m.cloud_account_id, m.account_type
-                        FROM ledger_mappings m JOIN u ON m.server_user_key = u.user_key
-                        WHERE m.site_id = $1 AND m.outcome IN ('created', 'linked')
-                        """, [.text(siteId)] + binds)
+                    with + Self.priorMappingsSelect(session.dialect), [.text(siteId)] + binds)
                 for row in mapped {
                     guard let type = CloudAccountType(rawValue: try row.text(2)) else { continue }
                     found[try row.text(0)] = PriorMapping(accountId: try row.text(1), accountType: type)
                 }
             }
             return found
+        }
+    }
+
+    /// The lookup of `priorMappings` over the keys of `u`, the site id as `$1`.
+    ///
+    /// On PostgreSQL each key is an index probe of its own (a `LATERAL` subquery the planner cannot
+    /// turn into a hash join). As a plain join, planned with the statistics of a mapping table that
+    /// was nearly empty when last analysed (a ledger's first minutes, before autovacuum catches
+    /// up), it estimated a few hundred mappings for the site and read every one of them, for every
+    /// batch: 106 ms for 500 keys among 200,000 mappings against 2.5-7 ms now (psql, idle server);
+    /// in a 215,000-identity benchmark the lookups' execution time fell from 39.6 to 2.7 s.
+    /// SQLite's planner probes the primary key for each key already.
+    static func priorMappingsSelect(_ dialect: SQLDialect) -> String {
+        switch dialect {
+        case .postgres:
+            return """
+                 SELECT m.server_user_key, m.cloud_account_id, m.account_type FROM u
+                CROSS JOIN LATERAL (
+                    SELECT l.server_user_key, l.cloud_account_id, l.account_type FROM ledger_mappings l
+                    WHERE l.site_id = $1 AND l.server_user_key = u.user_key AND l.outcome IN ('created', 'linked')
+                    LIMIT 1) m
+                """
+        case .sqlite:
+            return """
+                 SELECT m.server_user_key, m.cloud_account_id, m.account_type
+                FROM ledger_mappings m JOIN u ON m.server_user_key = u.user_key
+                WHERE m.site_id = $1 AND m.outcome IN ('created', 'linked')
+                """
         }
     }
 
