@@ -30,23 +30,37 @@ extension Ledger {
         let now = self.now()
         let until = now + lease.wholeMilliseconds
         return try await database.transaction("leaseUnpublishedBatches") { session in
-            // The outer conditions repeat the inner ones: PostgreSQL re-checks them on a row another
-            // publisher leased meanwhile (the inner list is not re-read), so neither takes it twice.
             try await session.query(
-                """
-                UPDATE ledger_batches SET publish_lease_until_ms = CAST($4 AS BIGINT)
-                WHERE migration_id = $1 AND state = 'pending' AND published_at_ms IS NULL
-                  AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
-                  AND batch_id IN (
-                      SELECT batch_id FROM ledger_batches
-                      WHERE migration_id = $1 AND method = $2 AND state = 'pending' AND published_at_ms IS NULL
-                        AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
-                      ORDER BY sequence LIMIT $3)
-                RETURNING \(Ledger.batchColumns)
-                """, [.text(migrationId), .text(method), .int(Int64(limit)), .int(until), .int(now)]
+                Self.leaseStatement(session.dialect),
+                [.text(migrationId), .text(method), .int(Int64(limit)), .int(until), .int(now)]
             ).map { row throws in try Ledger.batch(row, operation: "leaseUnpublishedBatches") }
                 .sorted { $0.sequence < $1.sequence }
         }
+    }
+
+    /// The lease of ``leaseUnpublishedBatches(migrationId:method:limit:lease:)``: `$1` migration,
+    /// `$2` method, `$3` limit, `$4` lease end, `$5` now.
+    ///
+    /// The outer conditions repeat the inner ones: PostgreSQL re-checks them on a row another
+    /// publisher leased meanwhile (the inner list is not re-read), so neither takes it twice.
+    /// The inner list is computed once (``SQLDialect/isAmong(_:_:)``): as an `IN (subquery)`,
+    /// PostgreSQL, with the statistics of a batch table analysed before the cut filled it, ran
+    /// the subquery again for every pending batch: 2.5 s and 3.5 million buffer reads to lease
+    /// 1,000 of 2,097 batches (a 1M-identity migration), growing with the square of the batches.
+    static func leaseStatement(_ dialect: SQLDialect) -> String {
+        let leasable = """
+            SELECT batch_id FROM ledger_batches
+            WHERE migration_id = $1 AND method = $2 AND state = 'pending' AND published_at_ms IS NULL
+              AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
+            ORDER BY sequence LIMIT $3
+            """
+        return """
+            UPDATE ledger_batches SET publish_lease_until_ms = CAST($4 AS BIGINT)
+            WHERE migration_id = $1 AND state = 'pending' AND published_at_ms IS NULL
+              AND (publish_lease_until_ms IS NULL OR publish_lease_until_ms <= CAST($5 AS BIGINT))
+              AND \(dialect.isAmong("batch_id", leasable))
+            RETURNING \(Ledger.batchColumns)
+            """
     }
 
     /// Records that the broker confirmed the messages of these batches.

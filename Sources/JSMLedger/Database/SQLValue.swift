@@ -118,6 +118,17 @@ enum SQLDialect: Sendable {
         }
     }
 
+    /// `column` is one of the values `subquery` selects, the subquery run once. PostgreSQL's
+    /// `IN (subquery)` is a semi-join the planner may run again for every outer row when its
+    /// statistics underestimate the table; `= ANY (ARRAY(subquery))` is computed once and checked
+    /// against a hashed array. SQLite runs an `IN` subquery once already.
+    func isAmong(_ column: String, _ subquery: String) -> String {
+        switch self {
+        case .postgres: return "\(column) = ANY (ARRAY(\(subquery)))"
+        case .sqlite: return "\(column) IN (\(subquery))"
+        }
+    }
+
     /// `WITH u(c1, c2, ...) AS (...)` for the rows, with parameters numbered from `firstParameter`,
     /// and the values to bind.
     func withRows(_ rows: BulkRows, named name: String = "u", firstParameter: Int) -> (sql: String, binds: [SQLValue]) {
