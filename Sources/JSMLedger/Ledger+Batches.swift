@@ -118,13 +118,13 @@ extension Ledger {
 
     /// The lookup of `priorMappings` over the keys of `u`, the site id as `$1`.
     ///
-    /// On PostgreSQL each key is an index probe of its own (a `LATERAL` subquery the planner cannot
-    /// turn into a hash join). As a plain join, planned with the statistics of a mapping table that
-    /// was nearly empty when last analysed (a ledger's first minutes, before autovacuum catches
-    /// up), it estimated a few hundred mappings for the site and read every one of them, for every
-    /// batch: 106 ms for 500 keys among 200,000 mappings against 2.5-7 ms now (psql, idle server);
-    /// in a 215,000-identity benchmark the lookups' execution time fell from 39.6 to 2.7 s.
-    /// SQLite's planner probes the primary key for each key already.
+    /// On PostgreSQL each key is an index probe of its own: a `LATERAL` subquery with `LIMIT 1`, which the
+    /// planner cannot flatten into a hash join (the key is unique, so the limit drops nothing). As a plain
+    /// join, planned with the statistics of a mapping table that was nearly empty when last analysed (a
+    /// ledger's first minutes, before autovacuum catches up), it estimated a few hundred mappings for the
+    /// site and read every one of them, for every batch: 106 ms for 500 keys among 200,000 mappings against
+    /// 2.5-7 ms now (psql, idle server); in a 215,000-identity benchmark the lookups' execution time fell
+    /// from 39.6 to 2.7 s. SQLite's planner probes the primary key for each key already.
     static func priorMappingsSelect(_ dialect: SQLDialect) -> String {
         switch dialect {
         case .postgres:
