@@ -125,6 +125,19 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Drops this ledger's PostgreSQL schema and every table in it: for tests and benchmarks that
+    /// gave a run a schema of its own (a 1M benchmark leaves several GB). The ledger is unusable
+    /// afterwards. Refused on SQLite, whose ledger is a file its creator removes.
+    public func dropPostgresSchema() async throws(LedgerError) {
+        guard let schema = (database as? PostgresLedgerDatabase)?.configuration.schema else {
+            throw LedgerError(.invalidRequest, operation: "dropPostgresSchema", "this ledger is not on PostgreSQL")
+        }
+        // The name was checked when the ledger opened (lower-case letters, digits and _), so quoting it is safe.
+        try await database.transaction("dropPostgresSchema") { session in
+            try await session.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE", [])
+        }
+    }
+
     /// The ledger's schema version (0 when it has none yet).
     public func schemaVersion() async throws(LedgerError) -> Int64 {
         try await database.transaction("schemaVersion", readOnly: true) { session in

@@ -54,8 +54,13 @@ struct LedgerBenchmark {
             let configuration = PostgresLedgerConfiguration(
                 environment: ProcessInfo.processInfo.environment, schema: schema)
             try await Ledger.withPostgres(configuration, logger: logger) { ledger in
-                defer { dropSchemaWithPsql(schema) }
-                try await measure(ledger, label: "postgresql", options)
+                do {
+                    try await measure(ledger, label: "postgresql", options)
+                    try await ledger.dropPostgresSchema()
+                } catch {
+                    try? await ledger.dropPostgresSchema()
+                    throw error
+                }
             }
         case "sqlite":
             let path = (options.sqliteDirectory as NSString).appendingPathComponent("ledger-bench-\(suffix).sqlite")
@@ -168,30 +173,6 @@ struct LedgerBenchmark {
             return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
         }
         return 0
-    }
-
-    /// The benchmark's schema is dropped through psql, which the services script provides, so
-    /// that the library needs no "drop everything" operation.
-    static func dropSchemaWithPsql(_ schema: String) {
-        let environment = ProcessInfo.processInfo.environment
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "psql", "-q", "-h", environment["POSTGRES_HOST"] ?? "127.0.0.1", "-p",
-            environment["POSTGRES_PORT"] ?? "55432",
-            "-U", environment["POSTGRES_USER"] ?? "jsm", "-d", environment["POSTGRES_DB"] ?? "jsm",
-            "-c", "DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE",
-        ]
-        var child = environment
-        child["PGPASSWORD"] = environment["POSTGRES_PASSWORD"]
-        child["PGOPTIONS"] = "--client-min-messages=warning"
-        process.environment = child
-        do {
-            try process.run()
-            process.waitUntilExit()
-        } catch {
-            print("note: could not drop schema \(schema): \(error)")
-        }
     }
 
     static func parse(_ arguments: [String]) throws -> Options {

@@ -34,19 +34,13 @@ func withTestLedger<T: Sendable>(
         return try await Ledger.withPostgres(configuration, migrateSchema: migrateSchema) { ledger in
             do {
                 let result = try await body(ledger)
-                try await dropSchema(ledger, schema)
+                try await ledger.dropPostgresSchema()
                 return result
             } catch {
-                try? await dropSchema(ledger, schema)
+                try? await ledger.dropPostgresSchema()
                 throw error
             }
         }
-    }
-}
-
-private func dropSchema(_ ledger: Ledger, _ schema: String) async throws {
-    try await ledger.database.transaction("dropSchema") { session in
-        try await session.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE", [])
     }
 }
 

@@ -235,19 +235,13 @@ enum ReportWorldBuilder {
             return try await Ledger.withPostgres(configuration, logger: logger) { ledger in
                 do {
                     let result = try await body(ledger, "postgres:" + schema)
-                    try await dropSchema(ledger, schema)
+                    try await ledger.dropPostgresSchema()
                     return result
                 } catch {
-                    try? await dropSchema(ledger, schema)
+                    try? await ledger.dropPostgresSchema()
                     throw error
                 }
             }
-        }
-    }
-
-    private static func dropSchema(_ ledger: Ledger, _ schema: String) async throws {
-        try await ledger.database.transaction("test: drop schema") { session in
-            try await session.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE", [])
         }
     }
 }
