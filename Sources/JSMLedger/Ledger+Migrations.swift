@@ -221,7 +221,8 @@ extension Ledger {
         let scope = try await session.first(
             "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1", [.text(migrationId)])
         let undecided = try await session.first(
-            "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL", [.text(migrationId)])
+            "SELECT COUNT(*) FROM ledger_scope WHERE migration_id = $1 AND " + awaitingCut(session.dialect),
+            [.text(migrationId)])
         let scopeCount = try scope?.int(0) ?? 0
         // A first migration settles nothing at claim time: no need to list its emails (1.3 s at 1 M).
         if scopeCount > (try undecided?.int(0) ?? 0) {
@@ -231,7 +232,8 @@ extension Ledger {
                 WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
                   AND normalized_email IN (
                       SELECT o.normalized_email FROM ledger_scope o
-                      WHERE o.migration_id = $1 AND o.outcome IS NULL AND o.normalized_email <> '')
+                      WHERE o.migration_id = $1 AND \(awaitingCut(session.dialect, alias: "o"))
+                        AND o.normalized_email <> '')
                 """, [.text(migrationId)])
         }
         try await assignBatches(
@@ -253,6 +255,19 @@ extension Ledger {
         // NULL` read every row of the scope: 1.5 s at 1M in sqlite3).
         return BatchCut(
             batchCount: batches.count, identityCount: Int(identities), settledAtCut: Int(scopeCount - identities))
+    }
+
+    /// The scope rows `ledger_scope_order` holds, as a condition: undecided identities, on
+    /// PostgreSQL only those not in a batch yet (schema v7). Before the cut no row has a batch, so
+    /// both forms select the same rows; PostgreSQL reads a partial index only for a condition that
+    /// implies the index's own. SQLite's index has no `batch_id` condition, and asking for one
+    /// there would read the table for every entry.
+    static func awaitingCut(_ dialect: SQLDialect, alias: String = "") -> String {
+        let column = alias.isEmpty ? "" : alias + "."
+        switch dialect {
+        case .postgres: return "\(column)outcome IS NULL AND \(column)batch_id IS NULL"
+        case .sqlite: return "\(column)outcome IS NULL"
+        }
     }
 
     /// Gives every undecided identity its batch: in email then user-key order, an identity's
@@ -282,7 +297,7 @@ extension Ledger {
                         FROM (
                             SELECT user_key, normalized_email,
                                    ROW_NUMBER() OVER (ORDER BY normalized_email, user_key) - 1 AS position
-                            FROM ledger_scope WHERE migration_id = $1 AND outcome IS NULL
+                            FROM ledger_scope WHERE migration_id = $1 AND \(awaitingCut(.postgres))
                         ) ordered
                     ) grouped
                 ) n

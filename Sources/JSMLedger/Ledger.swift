@@ -115,7 +115,9 @@ public final class Ledger: Sendable {
             }
             var applied: [Int64] = []
             for migration in LedgerSchema.migrations where migration.version > installed {
-                for statement in migration.statements { try await session.execute(dialect.ddl(statement), []) }
+                for statement in migration.statements where migration.dialects.contains(dialect) {
+                    try await session.execute(dialect.ddl(statement), [])
+                }
                 try await session.execute(
                     "INSERT INTO ledger_schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
                     [.int(migration.version), .text(migration.name), .int(now)])

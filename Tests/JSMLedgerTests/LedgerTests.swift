@@ -13,8 +13,18 @@ struct LedgerTests {
             #expect(try await ledger.schemaVersion() == 0)
             let first = try await ledger.migrateSchema()
             #expect(first.applied == LedgerSchema.migrations.map(\.version))
-            #expect(first.applied == [1, 2, 3, 4, 5, 6])
+            #expect(first.applied == [1, 2, 3, 4, 5, 6, 7])
             #expect(first.currentVersion == LedgerSchema.currentVersion)
+            // Version 7 is PostgreSQL's alone: SQLite is recorded at it and keeps version 6's email order.
+            let definitionSQL =
+                backend == .postgres
+                ? "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
+                : "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1"
+            let emailOrder = try await ledger.database.transaction("index", readOnly: true) { session in
+                try await session.first(definitionSQL, [.text("ledger_scope_order")])?.text(0)
+            }
+            #expect(emailOrder?.contains("outcome IS NULL") == true)
+            #expect(emailOrder?.contains("batch_id IS NULL") == (backend == .postgres))
             let second = try await ledger.migrateSchema()
             #expect(second.applied.isEmpty)
             #expect(try await ledger.schemaVersion() == LedgerSchema.currentVersion)
