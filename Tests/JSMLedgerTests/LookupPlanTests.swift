@@ -6,11 +6,11 @@ import Testing
 
 /// PostgreSQL plans from statistics, and a ledger's tables are analysed while nearly empty (a new
 /// ledger, the batch table before the cut fills it) and then grow faster than autovacuum catches up.
-/// With such statistics a plain join read every mapping of the site for each batch, and the lease
-/// of unpublished batches ran its subquery once per pending batch. These statements must read the
-/// rows they need, whatever the statistics say. (The membership lookup, `recordedMemberships`,
-/// joins the group mappings first and probes the membership index already with such statistics:
-/// measured, not changed.)
+/// With such statistics a plain join read every mapping of the site for each batch (and the claims'
+/// join did for each statement of 500 claims), and the lease of unpublished batches ran its
+/// subquery once per pending batch. These statements must read the rows they need, whatever the
+/// statistics say. (The membership lookup, `recordedMemberships`, joins the group mappings first
+/// and probes the membership index already with such statistics: measured, not changed.)
 @Suite("Ledger on PostgreSQL: hot statements read only the rows they need, whatever the statistics say")
 struct LookupPlanTests {
     static let mappings = 20_000
@@ -18,15 +18,7 @@ struct LookupPlanTests {
     @Test("priorMappings finds its keys and reads no other mapping")
     func priorMappingsReadsOnlyItsKeys() async throws {
         try await withTestLedger(.postgres) { ledger in
-            try await staleStatistics(ledger, table: "ledger_mappings")
-            try await rawExecute(
-                ledger,
-                """
-                INSERT INTO ledger_mappings (site_id, server_user_key, cloud_account_id, account_type, outcome, flags,
-                    migration_id, batch_id, created_at_ms, updated_at_ms)
-                SELECT 'site-a', 'key-' || g, 'acc-' || g, 'customer', 'created', 0, 'earlier', 'b', 0, 0
-                FROM generate_series(1, \(Self.mappings)) AS g
-                """)
+            try await mappingsWithStaleStatistics(ledger)
             let known = (1...250).map { "key-\($0 * 80)" }
             let keys = known + (1...250).map { "unknown-\($0)" }
 
@@ -42,6 +34,44 @@ struct LookupPlanTests {
                 ledger, from: "ledger_mappings", sql: with + Ledger.priorMappingsSelect(.postgres),
                 binds: [.text("site-a")] + binds)
             #expect(read <= keys.count, "read \(read) of \(Self.mappings) mappings to look up \(keys.count) keys")
+        }
+    }
+
+    @Test("claims settle the identities already mapped on the site and read no other mapping")
+    func claimsReadOnlyTheirMappings() async throws {
+        try await withTestLedger(.postgres) { ledger in
+            try await mappingsWithStaleStatistics(ledger)
+            // 250 identities an earlier migration created on site-a, 250 new ones, each its own email.
+            let people =
+                (1...250).map { People.customer("key-\($0 * 80)", "known\($0)@example.com") }
+                + (1...250).map { People.customer("new-\($0)", "new\($0)@example.com") }
+            for id in ["m1", "m2"] {
+                _ = try await ledger.createOrResumeMigration(definition(id, projects: [], batchSize: 100))
+            }
+
+            let claim = try await ledger.claimScope(migrationId: "m1", identities: people)
+            #expect(claim.newlyClaimed.customers == 500)
+            let cut = try await ledger.advanceToMigratePhase(migrationId: "m1")
+            #expect(cut == .advanced(BatchCut(batchCount: 3, identityCount: 250, settledAtCut: 250)))
+
+            var rows = BulkRows([
+                ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
+                ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),
+                ("directory_id", .optionalInt), ("directory_position", .optionalInt), ("active", .int),
+            ])
+            for person in people {
+                rows.append([
+                    .text(person.userKey), .text("customer"), .text("customer"), .text(person.userName),
+                    .text(person.displayName), .optionalText(person.rawEmail), .text(person.email?.value ?? ""),
+                    .optionalInt(1), .optionalInt(1), .int(1),
+                ])
+            }
+            let (with, binds) = SQLDialect.postgres.withRows(rows, firstParameter: 6)
+            let read = try await rowsRead(
+                ledger, from: "ledger_mappings", sql: with + Ledger.claimInsert(.postgres),
+                binds: [.text("m2"), .optionalInt(nil), .int(0), .text("site-a"), .int(1)] + binds)
+            #expect(
+                read <= people.count, "read \(read) of \(Self.mappings) mappings to claim \(people.count) identities")
         }
     }
 
@@ -65,6 +95,19 @@ struct LookupPlanTests {
                 binds: [.text("m1"), .text(LedgerBatch.identityMethod), .int(1_000), .int(1), .int(Int64.max / 2)])
             #expect(read <= 3 * batches, "read \(read) batch rows to lease 1,000 of \(batches)")
         }
+    }
+
+    /// `mappings` created mappings on site-a (`key-1`, `key-2`, ...), with the statistics of the empty table.
+    private func mappingsWithStaleStatistics(_ ledger: Ledger) async throws {
+        try await staleStatistics(ledger, table: "ledger_mappings")
+        try await rawExecute(
+            ledger,
+            """
+            INSERT INTO ledger_mappings (site_id, server_user_key, cloud_account_id, account_type, outcome, flags,
+                migration_id, batch_id, created_at_ms, updated_at_ms)
+            SELECT 'site-a', 'key-' || g, 'acc-' || g, 'customer', 'created', 0, 'earlier', 'b', 0, 0
+            FROM generate_series(1, \(Self.mappings)) AS g
+            """)
     }
 
     /// The statistics of an empty table, kept while rows arrive (autovacuum off for the table).
