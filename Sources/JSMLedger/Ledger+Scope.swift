@@ -45,21 +45,7 @@ extension Ledger {
             }
             var counts = ScopeCounts()
             for chunk in unique.chunked(Ledger.bulkRowLimit) {
-                var rows = BulkRows([
-                    ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
-                    ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),
-                    ("directory_id", .optionalInt), ("directory_position", .optionalInt), ("active", .int),
-                ])
-                for identity in chunk {
-                    rows.append([
-                        .text(identity.userKey), .text(ScopeCategory(identity.kind).rawValue),
-                        .text(identity.kind.rawValue), .text(identity.userName), .text(identity.displayName),
-                        .optionalText(identity.rawEmail), .text(identity.email?.value ?? ""),
-                        .optionalInt(identity.directoryId), .optionalInt(identity.directoryPosition.map(Int64.init)),
-                        .int(identity.isActive ? 1 : 0),
-                    ])
-                }
-                let (with, binds) = session.dialect.withRows(rows, firstParameter: 6)
+                let (with, binds) = session.dialect.withRows(Ledger.claimRows(chunk), firstParameter: 6)
                 // An identity an earlier migration created or linked on this site is settled
                 // `already_migrated` as it is claimed (row 1 of the rules, `disabled` when inactive),
                 // so a re-run does not rewrite every scope row at the cut; the cut returns an email
@@ -93,6 +79,25 @@ extension Ledger {
             }
             return ScopeClaim(newlyClaimed: counts, identitiesGiven: unique.count)
         }
+    }
+
+    /// The rows `u` of ``claimInsert(_:)``, one per identity.
+    static func claimRows(_ identities: some Sequence<ServerIdentity>) -> BulkRows {
+        var rows = BulkRows([
+            ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
+            ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),
+            ("directory_id", .optionalInt), ("directory_position", .optionalInt), ("active", .int),
+        ])
+        for identity in identities {
+            rows.append([
+                .text(identity.userKey), .text(ScopeCategory(identity.kind).rawValue),
+                .text(identity.kind.rawValue), .text(identity.userName), .text(identity.displayName),
+                .optionalText(identity.rawEmail), .text(identity.email?.value ?? ""),
+                .optionalInt(identity.directoryId), .optionalInt(identity.directoryPosition.map(Int64.init)),
+                .int(identity.isActive ? 1 : 0),
+            ])
+        }
+        return rows
     }
 
     /// The claim's INSERT of the rows `u` into the scope: $1 migration, $2 first project, $3 now,

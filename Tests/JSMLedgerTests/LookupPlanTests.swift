@@ -54,19 +54,7 @@ struct LookupPlanTests {
             let cut = try await ledger.advanceToMigratePhase(migrationId: "m1")
             #expect(cut == .advanced(BatchCut(batchCount: 3, identityCount: 250, settledAtCut: 250)))
 
-            var rows = BulkRows([
-                ("user_key", .text), ("identity_class", .text), ("identity_kind", .text), ("user_name", .text),
-                ("display_name", .text), ("raw_email", .optionalText), ("normalized_email", .text),
-                ("directory_id", .optionalInt), ("directory_position", .optionalInt), ("active", .int),
-            ])
-            for person in people {
-                rows.append([
-                    .text(person.userKey), .text("customer"), .text("customer"), .text(person.userName),
-                    .text(person.displayName), .optionalText(person.rawEmail), .text(person.email?.value ?? ""),
-                    .optionalInt(1), .optionalInt(1), .int(1),
-                ])
-            }
-            let (with, binds) = SQLDialect.postgres.withRows(rows, firstParameter: 6)
+            let (with, binds) = SQLDialect.postgres.withRows(Ledger.claimRows(people), firstParameter: 6)
             let read = try await rowsRead(
                 ledger, from: "ledger_mappings", sql: with + Ledger.claimInsert(.postgres),
                 binds: [.text("m2"), .optionalInt(nil), .int(0), .text("site-a"), .int(1)] + binds)
