@@ -127,17 +127,27 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Drops this ledger's PostgreSQL schema and every table in it: for tests and benchmarks that
-    /// gave a run a schema of its own (a 1M benchmark leaves several GB). The ledger is unusable
-    /// afterwards. Refused on SQLite, whose ledger is a file its creator removes.
-    public func dropPostgresSchema() async throws(LedgerError) {
-        guard let schema = (database as? PostgresLedgerDatabase)?.configuration.schema else {
-            throw LedgerError(.invalidRequest, operation: "dropPostgresSchema", "this ledger is not on PostgreSQL")
-        }
+    /// Runs `body`, then drops this ledger's PostgreSQL schema and every table in it, whether
+    /// `body` succeeded or not: for tests and benchmarks that give a run a schema of its own (a 1M
+    /// benchmark leaves several GB). The ledger is unusable afterwards. On SQLite it only runs
+    /// `body`: that ledger is a file its creator removes.
+    public func droppingPostgresSchema<T>(after body: () async throws -> T) async throws -> T {
+        guard let schema = (database as? PostgresLedgerDatabase)?.configuration.schema else { return try await body() }
         // The name was checked when the ledger opened (lower-case letters, digits and _), so quoting it is safe.
-        try await database.transaction("dropPostgresSchema") { session in
-            try await session.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE", [])
+        let drop = { [database] () async throws(LedgerError) in
+            try await database.transaction("dropPostgresSchema") { session in
+                try await session.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE", [])
+            }
         }
+        let result: T
+        do {
+            result = try await body()
+        } catch {
+            try? await drop()
+            throw error
+        }
+        try await drop()
+        return result
     }
 
     /// The ledger's schema version (0 when it has none yet).

@@ -54,13 +54,7 @@ struct LedgerBenchmark {
             let configuration = PostgresLedgerConfiguration(
                 environment: ProcessInfo.processInfo.environment, schema: schema)
             try await Ledger.withPostgres(configuration, logger: logger) { ledger in
-                do {
-                    try await measure(ledger, label: "postgresql", options)
-                    try await ledger.dropPostgresSchema()
-                } catch {
-                    try? await ledger.dropPostgresSchema()
-                    throw error
-                }
+                try await ledger.droppingPostgresSchema { try await measure(ledger, label: "postgresql", options) }
             }
         case "sqlite":
             let path = (options.sqliteDirectory as NSString).appendingPathComponent("ledger-bench-\(suffix).sqlite")

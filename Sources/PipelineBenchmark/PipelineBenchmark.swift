@@ -142,7 +142,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
             // own, as `jsm-migrate start` and `jsm-migrate aggregator` have in their processes:
             // sharing one ledger, the aggregator's first count held the producer's publishing back.
             let report = try await ledgerLocation.withLedger(logger: logger) { ledger in
-                try await droppingSchema(of: ledger) {
+                // A PostgreSQL ledger is a schema of this run's own: dropped at the end.
+                try await ledger.droppingPostgresSchema {
                     try await ledgerLocation.withLedger(logger: logger) { aggregatorLedger in
                         let connection = try await AMQPConnection.connect(
                             try AMQPConfiguration(url: amqpURL), logger: logger)
@@ -163,20 +164,6 @@ struct PipelineBenchmark: AsyncParsableCommand {
         } catch {
             await workerProcesses.terminate()
             await siteProcess.terminate()
-            throw error
-        }
-    }
-
-    /// Runs `body`; on the PostgreSQL ledger, then drops the run's schema (several GB after a 1M
-    /// run), whether `body` succeeded or not.
-    private func droppingSchema<T>(of ledger: Ledger, _ body: () async throws -> T) async throws -> T {
-        guard ledgerKind == "postgres" else { return try await body() }
-        do {
-            let result = try await body()
-            try await ledger.dropPostgresSchema()
-            return result
-        } catch {
-            try? await ledger.dropPostgresSchema()
             throw error
         }
     }

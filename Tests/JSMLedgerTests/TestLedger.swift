@@ -32,14 +32,7 @@ func withTestLedger<T: Sendable>(
         let configuration = PostgresLedgerConfiguration(
             environment: ProcessInfo.processInfo.environment, schema: schema)
         return try await Ledger.withPostgres(configuration, migrateSchema: migrateSchema) { ledger in
-            do {
-                let result = try await body(ledger)
-                try await ledger.dropPostgresSchema()
-                return result
-            } catch {
-                try? await ledger.dropPostgresSchema()
-                throw error
-            }
+            try await ledger.droppingPostgresSchema { try await body(ledger) }
         }
     }
 }

@@ -233,14 +233,7 @@ enum ReportWorldBuilder {
             let configuration = PostgresLedgerConfiguration(
                 environment: ProcessInfo.processInfo.environment, schema: schema)
             return try await Ledger.withPostgres(configuration, logger: logger) { ledger in
-                do {
-                    let result = try await body(ledger, "postgres:" + schema)
-                    try await ledger.dropPostgresSchema()
-                    return result
-                } catch {
-                    try? await ledger.dropPostgresSchema()
-                    throw error
-                }
+                try await ledger.droppingPostgresSchema { try await body(ledger, "postgres:" + schema) }
             }
         }
     }
