@@ -21,9 +21,13 @@ swift format lint --strict --parallel "${sources[@]}"
 
 # The reconnection tests close every broker connection, stop the broker application and raise a
 # memory alarm; the service fault-injection scenarios also restart PostgreSQL: they run on their
-# own, after everything else, so they disturb no other test.
-disruptive='ReconnectTests|ServiceFaultTests'
+# own, after everything else, so they disturb no other test. Each disruptive suite gets its own
+# `swift test`: in one run Swift Testing runs the two suites at the same time, and one's broker stop
+# breaks the other's setup.
+disruptive=(ReconnectTests ServiceFaultTests)
 echo "test: running the suite" >&2
-swift test --skip-build --skip "$disruptive"
-echo "test: running the broker and ledger disruption tests on their own" >&2
-swift test --skip-build --filter "$disruptive"
+swift test --skip-build --skip "$(IFS='|'; echo "${disruptive[*]}")"
+for suite in "${disruptive[@]}"; do
+    echo "test: running the disruptive $suite on its own" >&2
+    swift test --skip-build --filter "$suite"
+done
