@@ -7,7 +7,9 @@ import Synchronization
 /// must never be shared between threads); this handle is `Sendable` and only posts requests to it.
 /// Blocking network waits therefore never occupy Swift's cooperative thread pool.
 ///
-/// - Declarations are remembered and declared again after a reconnect.
+/// - Declarations are remembered and declared again after a reconnect. A declare, check or queue
+///   count under way when the connection is lost waits for the reconnect and runs again; a delete
+///   or purge fails instead, since it may have happened.
 /// - ``publish(_:)`` returns once the broker has confirmed every message; messages unconfirmed
 ///   when the connection broke are published again on the next connection (at-least-once:
 ///   consumers de-duplicate by message id or by the contract's batch id).

@@ -1,5 +1,6 @@
 import AMQP
 import Foundation
+import Synchronization
 import Testing
 
 /// The connection survives what operators and brokers do to it.
@@ -64,6 +65,41 @@ extension BrokerSuite {
             await connection.close()
         }
 
+        @Test("declares and queue counts under way when every connection is closed wait for the reconnect and succeed")
+        func controlRequestsSurviveClosedConnections() async throws {
+            let name = TestBroker.uniqueName("redeclare")
+            let connection = try await TestBroker.connect { $0.connectionName = name }
+            // Forty queues per declare keep the connection inside a declare nearly all the time,
+            // so the broker's close lands in the middle of one (before the fix, that declare failed
+            // with 320 CONNECTION_FORCED; CI failed that way when a worker started during a restart).
+            let queues = (0..<40).map { QueueSpec(name: "\(name)-\($0)", extraArguments: TestBroker.expiry) }
+            let topology = AMQPTopology(queues: queues)
+            try await connection.declare(topology)
+            let before = try Self.brokerConnections(named: name)
+            #expect(before.count == 1)
+
+            let closed = ClosedFlag()
+            let closing = Task.detached {
+                defer { closed.set() }
+                try TestBroker.rabbitmqctl("close_all_connections", "test: closed under a declare")
+            }
+            var roundsAfterClose = 0
+            let deadline = ContinuousClock.now + .seconds(60)
+            for _ in 0..<5_000 where roundsAfterClose < 3 && ContinuousClock.now < deadline {
+                let closed = closed.isSet
+                try await connection.declare(topology)
+                #expect(try await connection.queueCounts(queues[0].name).ready == 0)
+                if closed { roundsAfterClose += 1 }
+            }
+            try await closing.value
+            #expect(roundsAfterClose == 3, "the declares went on after the close")
+            let after = try Self.brokerConnections(named: name)
+            #expect(
+                after.count == 1 && after != before, "the connection was closed and opened again: \(before) → \(after)")
+            for queue in queues { try await connection.deleteQueue(queue.name) }
+            await connection.close()
+        }
+
         @Test("a publisher resends what the broker had not confirmed when the connection broke")
         func publisherResendsUnconfirmed() async throws {
             let observer = try await TestBroker.connect()
@@ -95,5 +131,21 @@ extension BrokerSuite {
             await observer.close()
             await publisher.close()
         }
+
+        /// The broker's process ids of the connections whose client named itself `name`.
+        static func brokerConnections(named name: String) throws -> [String] {
+            let listing = try TestBroker.rabbitmqctl(
+                "list_connections", "-q", "--no-table-headers", "pid", "client_properties")
+            return listing.split(separator: "\n").filter { $0.contains("\"\(name)\"") }.compactMap {
+                $0.split(separator: "\t").first.map(String.init)
+            }
+        }
     }
+}
+
+/// Set once `rabbitmqctl close_all_connections` has returned.
+private final class ClosedFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
 }

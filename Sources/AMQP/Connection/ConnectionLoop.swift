@@ -194,6 +194,11 @@ final class ConnectionLoop {
                     controlOpen = false
                 } else {
                     connectionFailed(error)
+                    // Lost under it (a broker restart, an operator closing connections): sent again
+                    // once the connection is back, as if it had arrived a moment later.
+                    if command.isRepeatable, Self.lostOnItsOwn(error), case .reconnecting = phase {
+                        return deferred.append(command)
+                    }
                 }
                 command.fail(error)
             }
@@ -488,6 +493,14 @@ final class ConnectionLoop {
         guard configuration.reconnectGiveUpAfter != nil else { return finish(error) }
         let now = clock.now
         phase = .reconnecting(since: now, attempt: 0, next: now + configuration.reconnectInitialDelay, lastError: error)
+    }
+
+    /// Whether the connection went for a reason of its own: the socket broke, or the broker closed
+    /// it with 320 CONNECTION_FORCED (shutdown, `rabbitmqctl close_connection`). Any other reply
+    /// code on a connection close is a hard error the request itself caused (e.g. 503
+    /// COMMAND_INVALID), and would come back on every new connection.
+    private static func lostOnItsOwn(_ error: AMQPError) -> Bool {
+        error.code == .connectionLost && (error.replyCode == nil || error.replyCode == 320)
     }
 
     private func reconnect() {

@@ -19,6 +19,16 @@ enum Command: Sendable {
     /// Ends the connection; the continuation, if any, resumes once the thread has finished.
     case close(CheckedContinuation<Void, Never>?)
 
+    /// Whether sending the request a second time, on a new connection, asks for nothing more than
+    /// sending it once: declares, passive checks and counts. Deletes and purges are not: their
+    /// first attempt may have happened, and their answer (a count) would then be wrong.
+    var isRepeatable: Bool {
+        switch self {
+        case .declare, .checkTopology, .queueCounts: return true
+        default: return false
+        }
+    }
+
     /// Answers the request with an error; used when the connection is gone for good.
     func fail(_ error: AMQPError) {
         switch self {
