@@ -68,6 +68,12 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
             await connection.close()
             throw Self.classify(error, operation: "open")
         }
+        logger.debug(
+            "SQLite ledger open",
+            metadata: [
+                "ledger.path": "\(configuration.path)", "ledger.page_cache_mib": "\(configuration.pageCacheMiB)",
+                "ledger.busy_timeout": "\(configuration.busyTimeout)",
+            ])
         return SQLiteLedgerDatabase(connection: connection)
     }
 
