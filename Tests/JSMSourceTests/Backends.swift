@@ -36,7 +36,7 @@ struct PostgresSettings {
         let environment = ProcessInfo.processInfo.environment
         guard let password = environment["POSTGRES_PASSWORD"], !password.isEmpty else {
             throw TestSetupError(
-                "POSTGRES_PASSWORD is not set: run `source /work/main/.data/env.sh` (scripts/services.sh starts PostgreSQL)"
+                "POSTGRES_PASSWORD is not set: run `eval \"$(scripts/services.sh env)\"` in the checkout (scripts/services.sh starts PostgreSQL)"
             )
         }
         return PostgresSettings(
