@@ -151,10 +151,13 @@ struct PipelineBenchmark: AsyncParsableCommand {
                         let aggregatorConnection = try await AMQPConnection.connect(
                             try AMQPConfiguration(url: amqpURL), logger: logger)
                         defer { Task { await aggregatorConnection.close() } }
-                        return try await migrations(
+                        let report = try await migrations(
                             workers: count, producer: Side(ledger: ledger, connection: connection),
                             aggregator: Side(ledger: aggregatorLedger, connection: aggregatorConnection),
                             processes: (workerProcesses, siteProcess), site: site, source: source, logger: logger)
+                        // Printed now: a failure to drop the schema afterwards must not cost the figures.
+                        print(report)
+                        return report
                     }
                 }
             }

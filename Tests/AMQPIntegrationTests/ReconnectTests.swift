@@ -85,11 +85,12 @@ extension BrokerSuite {
             }
             var roundsAfterClose = 0
             let deadline = ContinuousClock.now + .seconds(60)
-            for _ in 0..<5_000 where roundsAfterClose < 3 && ContinuousClock.now < deadline {
-                let closed = closed.isSet
+            for _ in 0..<5_000 {
+                guard roundsAfterClose < 3, ContinuousClock.now < deadline else { break }
+                let startedAfterClose = closed.isSet
                 try await connection.declare(topology)
                 #expect(try await connection.queueCounts(queues[0].name).ready == 0)
-                if closed { roundsAfterClose += 1 }
+                if startedAfterClose { roundsAfterClose += 1 }
             }
             try await closing.value
             #expect(roundsAfterClose == 3, "the declares went on after the close")
