@@ -35,6 +35,8 @@ extension EndToEndTests {
 
             let predicted = try await dryRun(world, request)
             let forecast = try #require(predicted.groups)
+            // Planned in pieces of a few identities, so that group members' accounts come from many pieces.
+            #expect(try await dryRun(world, request, planChunkSize: 16) == predicted)
             // The world exercises every outcome a site that refuses nothing can give.
             #expect(forecast.groups.reused == arranged.groups && forecast.groups.escalationRisks == arranged.groups)
             #expect(forecast.groups.created > 0 && forecast.groups.alreadyMigrated == 0)
@@ -85,13 +87,16 @@ extension EndToEndTests {
     }
 
     /// The library's dry run of `request` over the world's ledger, source and site.
-    func dryRun(_ world: LocalWorld, _ request: StartRequest) async throws -> PredictedTotals {
+    func dryRun(
+        _ world: LocalWorld, _ request: StartRequest, planChunkSize: Int = MigrationDryRun.defaultPlanChunkSize
+    ) async throws -> PredictedTotals {
         try await world.source.withSource { jira in
             try await world.siteLocation.withSite { site in
                 let definition = try await MigrationProducer(ledger: world.ledger, source: jira)
                     .definition(for: request)
-                return try await MigrationDryRun(ledger: world.ledger, source: jira, site: site, siteConcurrency: 8)
-                    .predict(definition)
+                return try await MigrationDryRun(
+                    ledger: world.ledger, source: jira, site: site, siteConcurrency: 8, planChunkSize: planChunkSize
+                ).predict(definition)
             }
         }
     }
