@@ -104,6 +104,7 @@ public enum LocalCloudSite {
         atlassian.post("servicedeskapi/customer", use: routes.createCustomer)
         atlassian.get("api/3/user/search", use: routes.searchUsers)
         atlassian.get("api/3/user", use: routes.user)
+        atlassian.get("api/3/user/bulk", use: routes.bulkUsers)
         atlassian.post("api/3/user", use: routes.createUser)
         atlassian.post("api/3/group", use: routes.createGroup)
         atlassian.delete("api/3/group", use: routes.deleteGroup)

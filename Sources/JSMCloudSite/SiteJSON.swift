@@ -113,6 +113,13 @@ struct JSONWriter {
         atFirst = false
     }
 
+    /// A member whose value is another body (an array of bodies, for instance).
+    mutating func member(_ key: StaticString, body value: some JSONBody) {
+        writeKey(key)
+        value.write(to: &self)
+        atFirst = false
+    }
+
     /// A member whose value is an object that `body` writes.
     mutating func member(_ key: StaticString, object body: (inout JSONWriter) -> Void) {
         writeKey(key)

@@ -100,6 +100,47 @@ struct SiteRoutes: Sendable {
         return SiteResponse.json(UserBody(account, baseURL: baseURL(request)), status: .ok)
     }
 
+    /// The most users one page of `GET /rest/api/3/user/bulk` holds here. Atlassian documents
+    /// `maxResults` (default 10) without a maximum; a larger request gets this many per page.
+    static let bulkUsersPageLimit = 100
+
+    /// `GET /rest/api/3/user/bulk?accountId=&accountId=[&startAt=][&maxResults=]`: the named
+    /// accounts the site holds, in the order named, as a `PageBeanUser`; an id the site lacks is
+    /// left out.
+    func bulkUsers(_ request: Request, context: some RequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters
+        var ids: [String] = []
+        for id in parameters[values: "accountId"] where !id.isEmpty && !ids.contains(String(id)) {
+            ids.append(String(id))
+        }
+        guard !ids.isEmpty else {
+            return SiteResponse.platformError(.badRequest, "The query parameter 'accountId' is required.")
+        }
+        let startAt = parameters["startAt"].map { Int($0) } ?? 0
+        let requested = parameters["maxResults"].map { Int($0) } ?? 10
+        guard let startAt, startAt >= 0, let requested, requested >= 1 else {
+            return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
+        }
+        let maxResults = min(requested, Self.bulkUsersPageLimit)
+        var found: [SiteAccount] = []
+        for id in ids {
+            if let account = try await store.account(withId: id) { found.append(account) }
+        }
+        let page = found.dropFirst(startAt).prefix(maxResults)
+        let isLast = startAt + page.count >= found.count
+        let base = baseURL(request)
+        let pagePath =
+            base + "/rest/api/3/user/bulk?" + ids.map { "accountId=" + $0 }.joined(separator: "&")
+            + "&maxResults=\(maxResults)"
+        return SiteResponse.json(
+            UserPageBody(
+                self: pagePath + "&startAt=\(startAt)",
+                nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.count)", maxResults: maxResults,
+                startAt: startAt, total: found.count, isLast: isLast,
+                values: page.map { UserBody($0, baseURL: base) }),
+            status: .ok)
+    }
+
     /// `POST /rest/api/3/user`: creates an Atlassian account, never inviting anyone; `products: []`
     /// gives no product access (the migration's way), no `products` field the default access.
     ///

@@ -84,6 +84,29 @@ struct UserBody: JSONBody {
     }
 }
 
+/// The platform's `PageBeanUser`, answered by `GET /rest/api/3/user/bulk`.
+struct UserPageBody: JSONBody {
+    let `self`: String
+    let nextPage: String?
+    let maxResults: Int
+    let startAt: Int
+    let total: Int
+    let isLast: Bool
+    let values: [UserBody]
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("self", self.`self`)
+            if let nextPage { $0.member("nextPage", nextPage) }
+            $0.member("maxResults", maxResults)
+            $0.member("startAt", startAt)
+            $0.member("total", total)
+            $0.member("isLast", isLast)
+            $0.member("values", body: values)
+        }
+    }
+}
+
 /// The platform's `Group`, answered by group creation and membership changes.
 struct GroupBody: Encodable {
     struct Users: Encodable {

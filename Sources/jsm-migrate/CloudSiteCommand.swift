@@ -19,8 +19,8 @@ struct CloudSiteCommand: AsyncParsableCommand {
         abstract: "Serve a local Atlassian Cloud site (customers, users, groups) for demos, tests and benchmarks.",
         discussion: """
             Endpoints (Atlassian's): POST /rest/servicedeskapi/customer, GET /rest/api/3/user/search, \
-            GET and POST /rest/api/3/user, POST /rest/api/3/group, GET /rest/api/3/group/bulk, \
-            POST /rest/api/3/group/user. This site's own, read-only: GET /_local/v1/counts, \
+            GET and POST /rest/api/3/user, GET /rest/api/3/user/bulk, POST and DELETE /rest/api/3/group, \
+            GET /rest/api/3/group/bulk, GET /rest/api/3/group/member, POST /rest/api/3/group/user. This site's own, read-only: GET /_local/v1/counts, \
             GET /_local/v1/accounts?cursor=&limit=. Every request needs basic auth with the API token \
             (any email as user). The token comes from --token-file or JSM_SITE_TOKEN, never the command line. \
             PostgreSQL settings come from POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, POSTGRES_PASSWORD, \

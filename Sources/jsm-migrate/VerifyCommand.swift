@@ -14,9 +14,9 @@ struct VerifyCommand: AsyncParsableCommand {
             account of the mapped type on the site, and that the site holds at most one account per (email, \
             account type).
 
-            A site without the local listing (a real Atlassian site) has each mapped account looked up when \
-            there are at most 10,000; otherwise the site check is skipped and verify exits 1 without claiming \
-            a match.
+            A site without the local listing (a real Atlassian site) has the mapped accounts looked up with \
+            GET /rest/api/3/user/bulk, 50 per request, when there are at most 5,000,000; otherwise the site \
+            check is skipped and verify exits 1 without claiming a match.
             """)
 
     @OptionGroup var global: GlobalOptions

@@ -277,6 +277,54 @@ struct SiteEndpointTests {
         }
     }
 
+    @Test(
+        "bulk user lookup: the named accounts the site holds, in the order named, paged; unknown ids left out; bad input 400",
+        arguments: StoreKind.allCases)
+    func bulkUsers(kind: StoreKind) async throws {
+        try await SiteHarness.withSite(kind) { site in
+            let user = try await SiteHarness.request(
+                site, .POST, "/rest/api/3/user", body: #"{"emailAddress":"bulk-a@example.com"}"#)
+            let customer = try await SiteHarness.request(
+                site, .POST, "/rest/servicedeskapi/customer", body: #"{"email":"bulk-b@example.com","displayName":"B"}"#
+            )
+            let a = try #require(user.object["accountId"] as? String)
+            let b = try #require(customer.object["accountId"] as? String)
+            let named = "accountId=\(b)&accountId=missing&accountId=\(a)&accountId=\(b)"
+            let all = try await SiteHarness.request(site, .GET, "/rest/api/3/user/bulk?" + named)
+            #expect(all.status == 200)
+            #expect(all.object["total"] as? Int == 2 && all.object["isLast"] as? Bool == true)
+            #expect(all.object["maxResults"] as? Int == 10 && all.object["nextPage"] == nil)
+            let values = all.object["values"] as? [[String: Any]] ?? []
+            #expect(values.compactMap { $0["accountId"] as? String } == [b, a])
+            #expect(values.compactMap { $0["accountType"] as? String } == ["customer", "atlassian"])
+            #expect(
+                values.compactMap { $0["emailAddress"] as? String } == ["bulk-b@example.com", "bulk-a@example.com"])
+
+            let first = try await SiteHarness.request(site, .GET, "/rest/api/3/user/bulk?" + named + "&maxResults=1")
+            #expect(first.object["isLast"] as? Bool == false && first.object["total"] as? Int == 2)
+            #expect((first.object["values"] as? [[String: Any]])?.compactMap { $0["accountId"] as? String } == [b])
+            #expect((first.object["nextPage"] as? String)?.hasSuffix("startAt=1") == true)
+            let second = try await SiteHarness.request(
+                site, .GET, "/rest/api/3/user/bulk?" + named + "&maxResults=1&startAt=1")
+            #expect(second.object["isLast"] as? Bool == true)
+            #expect((second.object["values"] as? [[String: Any]])?.compactMap { $0["accountId"] as? String } == [a])
+            // maxResults above the site's page limit is capped.
+            let capped = try await SiteHarness.request(
+                site, .GET, "/rest/api/3/user/bulk?" + named + "&maxResults=5000")
+            #expect(capped.object["maxResults"] as? Int == 100)
+
+            let none = try await SiteHarness.request(site, .GET, "/rest/api/3/user/bulk?accountId=missing")
+            #expect(none.status == 200 && none.object["total"] as? Int == 0 && none.object["isLast"] as? Bool == true)
+            for query in [
+                "", "maxResults=5", "accountId=\(a)&startAt=-1", "accountId=\(a)&maxResults=0",
+                "accountId=\(a)&startAt=x",
+            ] {
+                let bad = try await SiteHarness.request(site, .GET, "/rest/api/3/user/bulk?" + query)
+                #expect(bad.status == 400, "\(query)")
+            }
+        }
+    }
+
     @Test("every endpoint refuses a request without the token or with a wrong one (401)", arguments: StoreKind.allCases)
     func authentication(kind: StoreKind) async throws {
         try await SiteHarness.withSite(kind) { site in
@@ -284,6 +332,7 @@ struct SiteEndpointTests {
                 (.post, "/rest/servicedeskapi/customer"), (.get, "/rest/api/3/user/search?query=a%40b.co"),
                 (.post, "/rest/api/3/user"), (.post, "/rest/api/3/group"), (.post, "/rest/api/3/group/user?groupId=x"),
                 (.get, "/rest/api/3/group/member?groupId=x"), (.delete, "/rest/api/3/group?groupId=x"),
+                (.get, "/rest/api/3/user/bulk?accountId=x"),
                 (.get, "/_local/v1/counts"), (.get, "/_local/v1/accounts"),
             ]
             for (method, path) in endpoints {

@@ -127,7 +127,7 @@ struct VerifyTests {
         }
     }
 
-    @Test("a site without the local listing has each mapped account looked up, or is skipped above the limit")
+    @Test("a site without the local listing has the mapped accounts looked up in bulk, or is skipped above the limit")
     func siteWithoutListing() async throws {
         try await ReportWorldBuilder.withWorld(.sqlite) { world in
             let mappings = try await world.ledger.accountMappings(migrationId: world.migrationId, limit: 100_000)
@@ -137,6 +137,14 @@ struct VerifyTests {
             #expect(looked.method == .accountLookups)
             #expect(looked.mappedAccounts == mappings.count && looked.foundAccounts == mappings.count)
             #expect(looked.matches)
+            // Many small bulk requests, and requests larger than the site's page of 100 (read page by page).
+            #expect(mappings.count > 150, "the world should map more accounts than one bulk page holds")
+            for size in [7, 150] {
+                let inPieces = try await SiteAudit.audit(
+                    ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: size,
+                    listingPath: absent)
+                #expect(inPieces == looked, "\(size) ids per request")
+            }
 
             let lost = try #require(mappings.first { $0.outcome == .created })
             world.store.hide(accountId: try #require(lost.accountId))
@@ -144,6 +152,10 @@ struct VerifyTests {
                 ledger: world.ledger, migrationId: world.migrationId, site: world.site, listingPath: absent)
             #expect(!missing.matches && missing.foundAccounts == mappings.count - 1)
             #expect(missing.missingUserKeys == [lost.userKey])
+            let missingInPages = try await SiteAudit.audit(
+                ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: 150,
+                listingPath: absent)
+            #expect(missingInPages == missing)
 
             let skipped = try await SiteAudit.audit(
                 ledger: world.ledger, migrationId: world.migrationId, site: world.site,

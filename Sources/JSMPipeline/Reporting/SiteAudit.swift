@@ -14,8 +14,8 @@ public struct SiteAudit: Sendable, Hashable {
     public enum Method: Sendable, Hashable {
         /// The local site's own listing, `GET /_local/v1/accounts`, page by page.
         case localListing
-        /// A site without that listing (a real Atlassian site): each mapped account looked up with
-        /// `GET /rest/api/3/user?accountId=`.
+        /// A site without that listing (a real Atlassian site): the mapped accounts looked up with
+        /// `GET /rest/api/3/user/bulk`, ``bulkLookupSize`` at a time.
         case accountLookups
         /// Not checked, for the reason given; the verdict then does not claim the site matches.
         case skipped(reason: String)
@@ -48,8 +48,11 @@ public struct SiteAudit: Sendable, Hashable {
 
     /// How many sample keys or ids each list keeps.
     public static let sampleSize = 5
-    /// The most mapped accounts looked up one by one on a site without a listing.
-    public static let lookupLimit = 10_000
+    /// The most mapped accounts looked up on a site without a listing: 100,000 bulk requests; above
+    /// it the site check is skipped (and verify does not claim the site matches).
+    public static let lookupLimit = 5_000_000
+    /// Account ids per `GET /rest/api/3/user/bulk` request.
+    public static let bulkLookupSize = 50
     /// The local site's account listing (not an Atlassian endpoint).
     public static let localListingPath = "/_local/v1/accounts"
     /// Accounts per page of the local listing.
@@ -64,13 +67,15 @@ public struct SiteAudit: Sendable, Hashable {
     ///   how a real Atlassian site is checked.
     public static func audit(
         ledger: Ledger, migrationId: String, site: SiteLocation, lookupLimit: Int = SiteAudit.lookupLimit,
-        logger: Logger = Logger(label: "jsm.verify"), listingPath: String = SiteAudit.localListingPath
+        bulkLookupSize: Int = SiteAudit.bulkLookupSize, logger: Logger = Logger(label: "jsm.verify"),
+        listingPath: String = SiteAudit.localListingPath
     ) async throws -> SiteAudit {
         let client = AtlassianCloudSite.makeHTTPClient(for: site.configuration)
         do {
             let reader = SiteReader(client: client, site: site, listingPath: listingPath)
             let audit = try await audit(
-                ledger: ledger, migrationId: migrationId, reader: reader, lookupLimit: lookupLimit, logger: logger)
+                ledger: ledger, migrationId: migrationId, reader: reader, lookupLimit: lookupLimit,
+                bulkLookupSize: bulkLookupSize, logger: logger)
             try await client.shutdown()
             return audit
         } catch {
@@ -80,7 +85,8 @@ public struct SiteAudit: Sendable, Hashable {
     }
 
     private static func audit(
-        ledger: Ledger, migrationId: String, reader: SiteReader, lookupLimit: Int, logger: Logger
+        ledger: Ledger, migrationId: String, reader: SiteReader, lookupLimit: Int, bulkLookupSize: Int,
+        logger: Logger
     ) async throws -> SiteAudit {
         let firstPage = try await reader.listingPage(cursor: nil)
         guard let firstPage else {
@@ -89,13 +95,15 @@ public struct SiteAudit: Sendable, Hashable {
                 return SiteAudit(
                     method: .skipped(
                         reason: "the site has no /_local/v1/accounts listing (a real Atlassian site) and the migration "
-                            + "maps \(count) accounts, more than the \(lookupLimit) verify looks up one by one"),
+                            + "maps \(count) accounts, more than the \(lookupLimit) verify looks up"),
                     mappedAccounts: count, foundAccounts: 0, wrongType: 0, missingUserKeys: [], wrongTypeUserKeys: [],
                     siteAccounts: nil, duplicateAccounts: 0, duplicateAccountIds: [])
             }
             logger.info(
-                "the site has no local listing; looking up each mapped account", metadata: ["count": "\(count)"])
-            return try await lookUpEach(ledger: ledger, migrationId: migrationId, reader: reader)
+                "the site has no local listing; looking up the mapped accounts in bulk", metadata: ["count": "\(count)"]
+            )
+            return try await lookUp(
+                ledger: ledger, migrationId: migrationId, reader: reader, bulkSize: bulkLookupSize)
         }
         var expected = try await expectedAccounts(ledger: ledger, migrationId: migrationId)
         let mapped = expected.values.reduce(0) { $0 + $1.userKeys.count }
@@ -170,29 +178,19 @@ public struct SiteAudit: Sendable, Hashable {
         return expected
     }
 
-    /// Looks each mapped account up on a site without a listing, a bounded number at a time.
-    private static func lookUpEach(ledger: Ledger, migrationId: String, reader: SiteReader) async throws -> SiteAudit {
+    /// Looks the mapped accounts up on a site without a listing, `bulkSize` ids per request and a
+    /// bounded number of requests at a time.
+    private static func lookUp(ledger: Ledger, migrationId: String, reader: SiteReader, bulkSize: Int) async throws
+        -> SiteAudit
+    {
         let expected = try await expectedAccounts(ledger: ledger, migrationId: migrationId)
         let mapped = expected.values.reduce(0) { $0 + $1.userKeys.count }
-        let ids = expected.keys.sorted()
+        let requests = expected.keys.sorted().chunked(bulkSize).map(Array.init)
         let width = max(1, min(16, reader.site.maxConcurrentRequests))
         var found: [String: SiteReader.User] = [:]
-        try await withThrowingTaskGroup(of: (String, SiteReader.User?).self) { group in
-            var next = 0
-            // Bounded: one task per account id, at most `width` in flight.
-            while next < min(width, ids.count) {
-                let id = ids[next]
-                group.addTask { (id, try await reader.user(accountId: id)) }
-                next += 1
-            }
-            while let (id, user) = try await group.next() {
-                if let user { found[id] = user }
-                if next < ids.count {
-                    let id = ids[next]
-                    group.addTask { (id, try await reader.user(accountId: id)) }
-                    next += 1
-                }
-            }
+        for users in try await requests.boundedConcurrentMap(limit: width, { try await reader.users(accountIds: $0) }) {
+            // The site answers only for ids it was asked about; any other is not counted as found.
+            for user in users where expected[user.accountId] != nil { found[user.accountId] = user }
         }
         var foundRows = 0
         var wrongType = 0
@@ -261,13 +259,31 @@ struct SiteReader: Sendable {
         return try decode(ListingPage.self, body, path: "GET \(listingPath)")
     }
 
-    /// The account, or `nil` when the site does not have it (404).
-    func user(accountId: String) async throws -> User? {
-        let encoded = accountId.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? accountId
-        let (status, body) = try await get("/rest/api/3/user", query: "accountId=" + encoded)
-        if status == 404 { return nil }
-        guard status == 200 else { throw failure("GET /rest/api/3/user", status: status) }
-        return try decode(User.self, body, path: "GET /rest/api/3/user")
+    /// One page of Atlassian's `PageBeanUser`.
+    struct UserPage: Decodable {
+        let values: [User]
+        let isLast: Bool?
+    }
+
+    /// The accounts among `accountIds` the site holds, from `GET /rest/api/3/user/bulk`, page by
+    /// page; an id the site lacks is left out of its answer.
+    func users(accountIds: [String]) async throws -> [User] {
+        let path = "/rest/api/3/user/bulk"
+        let ids = accountIds.map {
+            "accountId=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0)
+        }.joined(separator: "&")
+        var users: [User] = []
+        // Bounded: every page but the last holds at least one account, and there are at most
+        // `accountIds.count` of them.
+        for _ in 0...accountIds.count {
+            let (status, body) = try await get(
+                path, query: ids + "&maxResults=\(accountIds.count)&startAt=\(users.count)")
+            guard status == 200 else { throw failure("GET \(path)", status: status) }
+            let page = try decode(UserPage.self, body, path: "GET \(path)")
+            users += page.values
+            if page.isLast ?? true || page.values.isEmpty { return users }
+        }
+        throw PipelineError(.invalidState, "\(site) answered GET \(path) with more pages than account ids")
     }
 
     private func get(_ path: String, query: String) async throws -> (Int, ByteBuffer) {
