@@ -4,48 +4,59 @@ import JSMLedger
 import JSMSource
 import Logging
 
-/// A migration's scope computed straight from the source, in memory: every in-scope identity with
-/// its category, and the in-scope user keys each selected project references.
-public struct SourceScope: Sendable {
-    /// In-scope identities by user key.
-    public internal(set) var identities: [String: ServerIdentity] = [:]
-    /// Each in-scope user key's category.
-    public internal(set) var categories: [String: ScopeCategory] = [:]
-    /// In-scope user keys per selected project.
-    public internal(set) var projectReferences: [Int64: Set<String>] = [:]
+/// A migration's scope computed straight from the source: every in-scope identity with its
+/// category and the selected projects that reference it, spilled to scratch files (see
+/// ``ScopeSpill``), and with groups the groups and memberships a run would record, in memory.
+struct SourceScope {
+    /// The in-scope identities, on disk until the dry run reads them back bucket by bucket.
+    var spill: ScopeSpill
     /// With groups: the groups with at least one in-scope member, by lower-cased name, each with
     /// the name the producer records (the first the source yields), as the ledger's cut keeps them.
-    public internal(set) var groups: [String: GroupCandidate] = [:]
+    var groups: [String: GroupCandidate] = [:]
     /// With groups: every (group, in-scope customer or licensed user) pair, as the ledger's cut keeps them.
-    public internal(set) var memberships: Set<MembershipCandidate> = []
+    var memberships: Set<MembershipCandidate> = []
 
     /// Reads the scope of `options` over `projects` from `source`, with the same rules as the
     /// pipeline (JSMDomain's `ScopeSelection`), but without the ledger or the broker; with `groups`,
-    /// also the groups and memberships the producer would record and the cut would keep.
-    public static func compute(
-        source: JiraSource, options: ScopeOptions, projects: [SelectedProject], groups: Bool = false
+    /// also the groups and memberships the producer would record and the cut would keep. The
+    /// scratch files are removed when this throws; otherwise the caller removes them.
+    static func compute(
+        source: JiraSource, options: ScopeOptions, projects: [SelectedProject], groups: Bool, buckets: Int
     ) async throws -> SourceScope {
+        var scope = SourceScope(spill: try ScopeSpill(bucketCount: buckets))
+        do {
+            try await scope.read(source: source, options: options, projects: projects, groups: groups)
+            try scope.spill.flushAll()
+        } catch {
+            scope.spill.removeFiles()
+            throw error
+        }
+        return scope
+    }
+
+    private mutating func read(
+        source: JiraSource, options: ScopeOptions, projects: [SelectedProject], groups: Bool
+    ) async throws {
         let selection = try ScopeSelection(options: options, projects: projects)
         let classifier = try await source.loadClassifier()
-        var scope = SourceScope()
+        // Only the group candidates need to know, as the source is read, what is in scope already.
+        var inScope = Set<String>()
         for project in projects {
             var keys = Set<String>()
             for try await reference in source.relatedIdentities(of: project) { keys.insert(reference.userKey) }
             let ordered = keys.sorted()
-            var inScope = Set<String>()
             for slice in ordered.chunked(JiraSource.maximumKeysPerLookup) {
                 let chunk = Array(slice)
                 for classified in try await source.classify(userKeys: chunk, classifier: classifier) {
                     let identity = classified.identity
                     guard let category = selection.categoryWhenReferenced(identity) else { continue }
-                    inScope.insert(identity.userKey)
-                    scope.insert(identity, as: category)
+                    try spill.append(identity, as: category, projectId: project.id)
+                    if groups { inScope.insert(identity.userKey) }
                 }
             }
-            scope.projectReferences[project.id] = inScope
         }
         let claimsAll = options.customers == .all || options.users == .all
-        guard claimsAll || groups else { return scope }
+        guard claimsAll || groups else { return }
         var reporters = Set<String>()
         if claimsAll {
             for try await key in source.requestReporters() { reporters.insert(key) }
@@ -57,44 +68,26 @@ public struct SourceScope: Sendable {
                 let category = selection.categoryWithoutReference(
                     identity, isRequestReporter: reporters.contains(identity.userKey))
             {
-                scope.insert(identity, as: category)
+                // A key a project claimed keeps that claim's category (see ``ScopeSpill``).
+                try spill.append(identity, as: category, projectId: nil)
+                if groups { inScope.insert(identity.userKey) }
             }
             // The producer's candidate rule; the cut keeps the pairs whose member is in scope.
             guard groups else { continue }
-            let inScope = scope.identities[identity.userKey] != nil
+            let member = inScope.contains(identity.userKey)
             for group in classified.candidateGroups(classifier) {
                 if groupNames[group.lowerName] == nil {
                     groupNames[group.lowerName] = GroupCandidate(
                         lowerName: group.lowerName, name: group.name, directoryId: group.directoryId)
                 }
-                if inScope {
-                    scope.memberships.insert(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
+                if member {
+                    memberships.insert(MembershipCandidate(lowerName: group.lowerName, userKey: identity.userKey))
                 }
             }
         }
-        for pair in scope.memberships where scope.groups[pair.lowerName] == nil {
-            scope.groups[pair.lowerName] = groupNames[pair.lowerName]
+        for pair in memberships where self.groups[pair.lowerName] == nil {
+            self.groups[pair.lowerName] = groupNames[pair.lowerName]
         }
-        return scope
-    }
-
-    private mutating func insert(_ identity: ServerIdentity, as category: ScopeCategory) {
-        guard identities[identity.userKey] == nil else { return }
-        identities[identity.userKey] = identity
-        categories[identity.userKey] = category
-    }
-
-    /// In-scope identities per category.
-    public var counts: ScopeCounts {
-        var counts = ScopeCounts()
-        for category in categories.values {
-            switch category {
-            case .customer: counts.customers += 1
-            case .licensedUser: counts.licensedUsers += 1
-            case .former: counts.formers += 1
-            }
-        }
-        return counts
     }
 }
 
@@ -118,48 +111,54 @@ public struct MigrationDryRun: Sendable {
     let source: JiraSource
     let site: any CloudSite
     let siteConcurrency: Int
-    let planChunkSize: Int
+    let scratchBuckets: Int
 
     /// A dry run over the ledger (for earlier migrations' mappings), the source and the site.
     ///
-    /// - Parameter planChunkSize: identities planned together (see ``defaultPlanChunkSize``).
+    /// - Parameter scratchBuckets: files the scope is spread over (see ``defaultScratchBuckets``).
     public init(
         ledger: Ledger, source: JiraSource, site: any CloudSite, siteConcurrency: Int = 32,
-        planChunkSize: Int = MigrationDryRun.defaultPlanChunkSize
+        scratchBuckets: Int = MigrationDryRun.defaultScratchBuckets
     ) {
         self.ledger = ledger
         self.source = source
         self.site = site
         self.siteConcurrency = siteConcurrency
-        self.planChunkSize = planChunkSize
+        self.scratchBuckets = scratchBuckets
     }
 
-    /// Identities planned together: about this many, never splitting an email. The rules decide an
-    /// email's identities together and nothing across emails, so planning the scope piece by piece
-    /// gives the same outcomes as planning it whole, while the plan's own copies of the identities,
-    /// their decisions and their earlier mappings are held for one piece at a time (a 1M scope
-    /// planned whole peaked at 1.35 GB of anonymous memory, 0.72 GB in pieces).
-    public static let defaultPlanChunkSize = 50_000
+    /// Files the scope is spread over, by a hash of the email: about 8,000 identities each for a
+    /// 1M scope. The rules decide an email's identities together and nothing across emails, so
+    /// planning the scope bucket by bucket gives the same outcomes as planning it whole, while only
+    /// one bucket's identities, decisions and earlier mappings are in memory at a time. A 1M scope
+    /// held and planned whole peaked at 1.35 GB of anonymous memory.
+    public static let defaultScratchBuckets = 128
 
     /// The totals a real run of `definition` would report if nothing changes meanwhile.
     public func predict(_ definition: MigrationDefinition) async throws -> PredictedTotals {
         let scope = try await SourceScope.compute(
-            source: source, options: definition.scope, projects: definition.projects, groups: definition.groups)
+            source: source, options: definition.scope, projects: definition.projects, groups: definition.groups,
+            buckets: scratchBuckets)
+        defer { scope.spill.removeFiles() }
         // The group dry run needs the accounts of group members only, and only with memberships.
         let members =
             definition.groups && definition.groupMembership ? Set(scope.memberships.map(\.userKey)) : []
-        var outcomes: [String: Outcome] = [:]
-        outcomes.reserveCapacity(scope.identities.count)
         var accounts: [String: PredictedAccount] = [:]
-        for chunk in Self.emailChunks(of: scope.identities.values, size: planChunkSize) {
-            let identities = chunk.compactMap { scope.identities[$0] }
+        var byCategory: [ScopeCategory: OutcomeTally] = [:]
+        var byProject = [Int64: [ScopeCategory: OutcomeTally]](
+            definition.projects.map { ($0.id, [:]) }, uniquingKeysWith: { first, _ in first })
+        for bucket in 0..<scope.spill.bucketCount {
+            let spilled = try scope.spill.identities(inBucket: bucket)
+            guard !spilled.isEmpty else { continue }
             var prior: [String: PriorMapping] = [:]
-            for keys in chunk.chunked(GroupDryRun.chunkSize) {
+            for keys in spilled.map(\.identity.userKey).chunked(GroupDryRun.chunkSize) {
                 prior.merge(try await ledger.priorMappings(siteId: definition.siteId, userKeys: Array(keys))) {
                     first, _ in first
                 }
             }
-            let plan = BatchPlan(identities: identities, priorMappings: prior, policies: definition.policies)
+            let plan = BatchPlan(
+                identities: spilled.map(\.identity), priorMappings: prior, policies: definition.policies)
+            var outcomes: [String: Outcome] = [:]
             for decided in plan.settled {
                 let key = decided.identity.userKey
                 outcomes[key] = decided.decision.outcome
@@ -169,19 +168,14 @@ public struct MigrationDryRun: Sendable {
                 outcomes[key] = outcome
                 if members.contains(key) { accounts[key] = account }
             }
-        }
-        var byCategory: [ScopeCategory: OutcomeTally] = [:]
-        for (key, category) in scope.categories {
-            byCategory[category, default: OutcomeTally()].add(outcome: outcomes[key], count: 1)
-        }
-        var byProject: [Int64: [ScopeCategory: OutcomeTally]] = [:]
-        for (project, references) in scope.projectReferences {
-            var tallies: [ScopeCategory: OutcomeTally] = [:]
-            for key in references {
-                guard let category = scope.categories[key] else { continue }
-                tallies[category, default: OutcomeTally()].add(outcome: outcomes[key], count: 1)
+            for entry in spilled {
+                let outcome = outcomes[entry.identity.userKey]
+                byCategory[entry.category, default: OutcomeTally()].add(outcome: outcome, count: 1)
+                for project in entry.projects {
+                    byProject[project, default: [:]][entry.category, default: OutcomeTally()].add(
+                        outcome: outcome, count: 1)
+                }
             }
-            byProject[project] = tallies
         }
         var groups: GroupPhaseTotals?
         if definition.groups {
@@ -190,28 +184,6 @@ public struct MigrationDryRun: Sendable {
             ).predict(scope: scope, accounts: accounts, memberships: definition.groupMembership)
         }
         return PredictedTotals(byCategory: byCategory, byProject: byProject, groups: groups)
-    }
-
-    /// The identities' user keys in pieces of about `size`, every identity sharing a normalised
-    /// email in the same piece: a piece is a bucket of a hash of the email (of the user key when
-    /// there is none: the rules decide such an identity alone). Each piece is in user-key order.
-    static func emailChunks(of identities: some Collection<ServerIdentity>, size: Int) -> [[String]] {
-        let count = max(1, (identities.count + size - 1) / max(1, size))
-        var chunks = [[String]](repeating: [], count: count)
-        for identity in identities {
-            let bucket = Int(stableHash(identity.email?.value ?? identity.userKey) % UInt64(count))
-            chunks[bucket].append(identity.userKey)
-        }
-        return chunks.filter { !$0.isEmpty }.map { $0.sorted() }
-    }
-
-    /// FNV-1a over the UTF-8 bytes: the same buckets in every process, unlike `Hasher`.
-    static func stableHash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
-        }
-        return hash
     }
 
     /// Each pending email's outcomes and accounts from a search of the site, `siteConcurrency` at a time.

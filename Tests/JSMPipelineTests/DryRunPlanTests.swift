@@ -1,13 +1,16 @@
+import Foundation
 import JSMDomain
 import Testing
 
 @testable import JSMPipeline
 
-/// The dry run plans its scope in pieces: pure logic, no source, site or ledger.
-@Suite("Dry run planning in pieces")
+/// The dry run's scratch files and planning bucket by bucket: pure logic over a temporary
+/// directory, no source, site or ledger.
+@Suite("Dry run scratch buckets")
 struct DryRunPlanTests {
     /// 640 identities: 600 over 150 addresses written in several cases and paddings (so most
-    /// addresses are shared), a few invalid addresses, 40 without one, and some formers.
+    /// addresses are shared), a few invalid addresses, 40 without one, some formers, some inactive,
+    /// some without a directory.
     static let identities: [ServerIdentity] = (0..<640).map { index in
         let email: String?
         switch index {
@@ -21,8 +24,10 @@ struct DryRunPlanTests {
             ? .deleted : index % 13 == 0 ? .inactiveDirectory : index % 5 == 0 ? .licensedUser : .customer
         return ServerIdentity(
             userKey: String(format: "key-%04d", (index * 7919) % 640), userName: "user-\(index)",
-            displayName: "User \(index)", rawEmail: email, directoryId: 1 + Int64(index % 2),
-            directoryPosition: index % 2, isActive: index % 17 != 0, kind: kind)
+            displayName: index % 7 == 0 ? "Ünïcødé \(index) 🚀" : "User \(index)", rawEmail: email,
+            directoryId: index % 19 == 0 ? nil : 1 + Int64(index % 2),
+            directoryPosition: index % 19 == 0 ? nil : index % 2,
+            isActive: index % 17 != 0, kind: kind)
     }
 
     /// Every fourth identity an earlier migration mapped.
@@ -31,46 +36,101 @@ struct DryRunPlanTests {
             ($0.element.userKey, PriorMapping(accountId: "acc-\($0.offset)", accountType: .customer))
         })
 
-    @Test("pieces hold every identity once, every identity of an email in one piece, each piece in key order")
-    func piecesKeepEmailsTogether() {
-        let pieces = MigrationDryRun.emailChunks(of: Self.identities, size: 32)
-        #expect(pieces.count > 10, "the identities should be cut into many pieces")
-        let keys = pieces.flatMap { $0 }
-        #expect(keys.count == Self.identities.count)
-        #expect(Set(keys) == Set(Self.identities.map(\.userKey)))
-        #expect(pieces.allSatisfy { $0 == $0.sorted() })
-        let byKey = Dictionary(uniqueKeysWithValues: Self.identities.map { ($0.userKey, $0) })
-        var pieceOfEmail: [NormalizedEmail: Int] = [:]
+    /// Writes `identities` to a spill of `buckets` files, runs `body`, and removes the files.
+    func withSpill<T>(
+        buckets: Int, claims: (inout ScopeSpill) throws -> Void, _ body: (ScopeSpill) throws -> T
+    ) throws -> T {
+        var spill = try ScopeSpill(bucketCount: buckets)
+        defer { spill.removeFiles() }
+        try claims(&spill)
+        try spill.flushAll()
+        return try body(spill)
+    }
+
+    @Test("records read back exactly; a key claimed twice keeps its first category and every project")
+    func recordsRoundTrip() throws {
+        let read = try withSpill(buckets: 5) { spill in
+            for (index, identity) in Self.identities.enumerated() {
+                try spill.append(identity, as: index % 2 == 0 ? .customer : .licensedUser, projectId: 10)
+            }
+            for identity in Self.identities.prefix(100) {
+                try spill.append(identity, as: .former, projectId: 20)
+                try spill.append(identity, as: .former, projectId: nil)
+            }
+        } _: { spill in
+            try (0..<spill.bucketCount).flatMap { try spill.identities(inBucket: $0) }
+        }
+        #expect(read.count == Self.identities.count)
+        let byKey = Dictionary(uniqueKeysWithValues: read.map { ($0.identity.userKey, $0) })
+        for (index, identity) in Self.identities.enumerated() {
+            let entry = try #require(byKey[identity.userKey])
+            #expect(entry.identity == identity)
+            #expect(entry.category == (index % 2 == 0 ? .customer : .licensedUser))
+            #expect(entry.projects == (index < 100 ? [10, 20] : [10]))
+        }
+    }
+
+    @Test("every identity of an email is in one bucket, each bucket in key order, the same buckets every time")
+    func bucketsKeepEmailsTogether() throws {
+        let buckets = try withSpill(buckets: 20) { spill in
+            for identity in Self.identities { try spill.append(identity, as: .customer, projectId: nil) }
+        } _: { spill in
+            try (0..<spill.bucketCount).map { try spill.identities(inBucket: $0).map(\.identity) }
+        }
+        #expect(buckets.filter { !$0.isEmpty }.count > 10, "the identities should spread over many buckets")
+        #expect(buckets.allSatisfy { $0.map(\.userKey) == $0.map(\.userKey).sorted() })
+        var bucketOfEmail: [NormalizedEmail: Int] = [:]
         var shared = 0
-        for (number, piece) in pieces.enumerated() {
-            for key in piece {
-                guard let email = byKey[key]?.email else { continue }
-                if let earlier = pieceOfEmail.updateValue(number, forKey: email) {
+        for (number, bucket) in buckets.enumerated() {
+            for identity in bucket {
+                guard let email = identity.email else { continue }
+                if let earlier = bucketOfEmail.updateValue(number, forKey: email) {
                     shared += 1
-                    #expect(earlier == number, "\(email) is in pieces \(earlier) and \(number)")
+                    #expect(earlier == number, "\(email) is in buckets \(earlier) and \(number)")
                 }
             }
         }
         #expect(shared > 300, "most addresses should be shared by several identities")
-        #expect(MigrationDryRun.emailChunks(of: Self.identities, size: 32) == pieces, "the same pieces every time")
+        #expect(
+            Self.identities.allSatisfy { ScopeSpill.bucket(of: $0, among: 20) == ScopeSpill.bucket(of: $0, among: 20) })
+    }
+
+    @Test("a damaged scratch file is an error naming it, not a shorter scope")
+    func damagedFile() throws {
+        try withSpill(buckets: 1) { spill in
+            for identity in Self.identities.prefix(3) { try spill.append(identity, as: .customer, projectId: nil) }
+        } _: { spill in
+            let file = spill.directory.appendingPathComponent("bucket-0.bin")
+            let bytes = try Data(contentsOf: file)
+            try bytes.dropLast(5).write(to: file)
+            #expect(throws: PipelineError.self) { try spill.identities(inBucket: 0) }
+            do {
+                _ = try spill.identities(inBucket: 0)
+            } catch {
+                #expect("\(error)".contains(file.path))
+            }
+        }
     }
 
     @Test(
-        "planning piece by piece decides exactly what planning the whole scope decides",
-        arguments: [
-            MigrationPolicies(), MigrationPolicies(invalidEmail: .former, duplicateEmail: .block),
-        ])
-    func piecesPlanLikeTheWhole(policies: MigrationPolicies) {
+        "planning bucket by bucket decides exactly what planning the whole scope decides",
+        arguments: [MigrationPolicies(), MigrationPolicies(invalidEmail: .former, duplicateEmail: .block)])
+    func bucketsPlanLikeTheWhole(policies: MigrationPolicies) throws {
         let ordered = Self.identities.sorted { $0.userKey < $1.userKey }
         let whole = BatchPlan(identities: ordered, priorMappings: Self.prior, policies: policies)
-        let byKey = Dictionary(uniqueKeysWithValues: Self.identities.map { ($0.userKey, $0) })
-        var settled: [IdentityDecision] = []
-        var pending: [EmailGroupPlan] = []
-        for piece in MigrationDryRun.emailChunks(of: Self.identities, size: 32) {
-            let plan = BatchPlan(
-                identities: piece.compactMap { byKey[$0] }, priorMappings: Self.prior, policies: policies)
-            settled += plan.settled
-            pending += plan.pending
+        let (settled, pending) = try withSpill(buckets: 20) { spill in
+            for identity in Self.identities { try spill.append(identity, as: .customer, projectId: nil) }
+        } _: { spill in
+            var settled: [IdentityDecision] = []
+            var pending: [EmailGroupPlan] = []
+            for bucket in 0..<spill.bucketCount {
+                let plan = BatchPlan(
+                    identities: try spill.identities(inBucket: bucket).map(\.identity), priorMappings: Self.prior,
+                    policies: policies)
+                settled += plan.settled
+                pending += plan.pending
+            }
+            return (settled, pending)
         }
         #expect(settled.count == whole.settled.count)
         #expect(Set(settled) == Set(whole.settled))
