@@ -133,7 +133,7 @@ struct SiteRoutes: Sendable {
             base + "/rest/api/3/user/bulk?" + ids.map { "accountId=" + $0 }.joined(separator: "&")
             + "&maxResults=\(maxResults)"
         return SiteResponse.json(
-            UserPageBody(
+            PageBody(
                 self: pagePath + "&startAt=\(startAt)",
                 nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.count)", maxResults: maxResults,
                 startAt: startAt, total: found.count, isLast: isLast,
@@ -288,16 +288,11 @@ struct SiteRoutes: Sendable {
         let isLast = startAt + page.accounts.count >= page.total
         let pagePath = base + "/rest/api/3/group/member?groupId=" + group.groupId + "&maxResults=\(maxResults)"
         return SiteResponse.json(
-            GroupMemberPageBody(
+            PageBody(
                 self: pagePath + "&startAt=\(startAt)",
                 nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.accounts.count)",
                 maxResults: maxResults, startAt: startAt, total: page.total, isLast: isLast,
-                values: page.accounts.map {
-                    GroupMemberPageBody.Member(
-                        self: base + "/rest/api/3/user?accountId=" + $0.accountId, accountId: $0.accountId,
-                        accountType: $0.type.rawValue, emailAddress: $0.email, displayName: $0.displayName,
-                        active: true, timeZone: "Etc/UTC")
-                }),
+                values: page.accounts.map { UserDetailsBody(account: $0, baseURL: base) }),
             status: .ok)
     }
 

@@ -84,29 +84,6 @@ struct UserBody: JSONBody {
     }
 }
 
-/// The platform's `PageBeanUser`, answered by `GET /rest/api/3/user/bulk`.
-struct UserPageBody: JSONBody {
-    let `self`: String
-    let nextPage: String?
-    let maxResults: Int
-    let startAt: Int
-    let total: Int
-    let isLast: Bool
-    let values: [UserBody]
-
-    func write(to json: inout JSONWriter) {
-        json.object {
-            $0.member("self", self.`self`)
-            if let nextPage { $0.member("nextPage", nextPage) }
-            $0.member("maxResults", maxResults)
-            $0.member("startAt", startAt)
-            $0.member("total", total)
-            $0.member("isLast", isLast)
-            $0.member("values", body: values)
-        }
-    }
-}
-
 /// The platform's `Group`, answered by group creation and membership changes.
 struct GroupBody: Encodable {
     struct Users: Encodable {
@@ -154,26 +131,46 @@ struct GroupPageBody: Encodable {
     let values: [Details]
 }
 
-/// The platform's `PageBeanUserDetails`, answered by `GET /rest/api/3/group/member`.
-struct GroupMemberPageBody: Encodable {
-    /// The platform's `UserDetails`.
-    struct Member: Encodable {
-        let `self`: String
-        let accountId: String
-        let accountType: String
-        let emailAddress: String
-        let displayName: String
-        let active: Bool
-        let timeZone: String
-    }
-
+/// One page of the platform's `PageBean...` shapes: `PageBeanUser` (`GET /rest/api/3/user/bulk`)
+/// and `PageBeanUserDetails` (`GET /rest/api/3/group/member`).
+struct PageBody<Value: JSONBody>: JSONBody {
     let `self`: String
     let nextPage: String?
     let maxResults: Int
     let startAt: Int
     let total: Int
     let isLast: Bool
-    let values: [Member]
+    let values: [Value]
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("self", self.`self`)
+            if let nextPage { $0.member("nextPage", nextPage) }
+            $0.member("maxResults", maxResults)
+            $0.member("startAt", startAt)
+            $0.member("total", total)
+            $0.member("isLast", isLast)
+            $0.member("values", body: values)
+        }
+    }
+}
+
+/// The platform's `UserDetails`, a group member in `GET /rest/api/3/group/member`.
+struct UserDetailsBody: JSONBody {
+    let account: SiteAccount
+    let baseURL: String
+
+    func write(to json: inout JSONWriter) {
+        json.object {
+            $0.member("self", baseURL + "/rest/api/3/user?accountId=" + account.accountId)
+            $0.member("accountId", account.accountId)
+            $0.member("accountType", account.type.rawValue)
+            $0.member("emailAddress", account.email)
+            $0.member("displayName", account.displayName)
+            $0.member("active", true)
+            $0.member("timeZone", "Etc/UTC")
+        }
+    }
 }
 
 /// The platform's error shape: `{"errorMessages":[...],"errors":{...}}`.
