@@ -292,7 +292,7 @@ struct SiteRoutes: Sendable {
                 self: pagePath + "&startAt=\(startAt)",
                 nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.accounts.count)",
                 maxResults: maxResults, startAt: startAt, total: page.total, isLast: isLast,
-                values: page.accounts.map { UserDetailsBody(account: $0, baseURL: base) }),
+                values: page.accounts.map { UserBody($0, baseURL: base, details: true) }),
             status: .ok)
     }
 

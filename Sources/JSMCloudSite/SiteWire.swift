@@ -63,10 +63,14 @@ struct CustomerBody: JSONBody {
 struct UserBody: JSONBody {
     let account: SiteAccount
     let baseURL: String
+    /// The platform's shorter `UserDetails` (a group member in `GET /rest/api/3/group/member`):
+    /// without avatar URLs and locale.
+    let details: Bool
 
-    init(_ account: SiteAccount, baseURL: String) {
+    init(_ account: SiteAccount, baseURL: String, details: Bool = false) {
         self.account = account
         self.baseURL = baseURL
+        self.details = details
     }
 
     func write(to json: inout JSONWriter) {
@@ -75,11 +79,11 @@ struct UserBody: JSONBody {
             $0.member("accountId", account.accountId)
             $0.member("accountType", account.type.rawValue)
             $0.member("emailAddress", account.email)
-            $0.member("avatarUrls", stringMap: [:])
+            if !details { $0.member("avatarUrls", stringMap: [:]) }
             $0.member("displayName", account.displayName)
             $0.member("active", true)
             $0.member("timeZone", "Etc/UTC")
-            $0.member("locale", "en_US")
+            if !details { $0.member("locale", "en_US") }
         }
     }
 }
@@ -151,24 +155,6 @@ struct PageBody<Value: JSONBody>: JSONBody {
             $0.member("total", total)
             $0.member("isLast", isLast)
             $0.member("values", body: values)
-        }
-    }
-}
-
-/// The platform's `UserDetails`, a group member in `GET /rest/api/3/group/member`.
-struct UserDetailsBody: JSONBody {
-    let account: SiteAccount
-    let baseURL: String
-
-    func write(to json: inout JSONWriter) {
-        json.object {
-            $0.member("self", baseURL + "/rest/api/3/user?accountId=" + account.accountId)
-            $0.member("accountId", account.accountId)
-            $0.member("accountType", account.type.rawValue)
-            $0.member("emailAddress", account.email)
-            $0.member("displayName", account.displayName)
-            $0.member("active", true)
-            $0.member("timeZone", "Etc/UTC")
         }
     }
 }
