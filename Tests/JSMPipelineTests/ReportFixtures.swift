@@ -107,6 +107,19 @@ final class HidingAccountStore: AccountStore {
 
     private func isHidden(_ accountId: String) -> Bool { hidden.withLock { $0.contains(accountId) } }
 
+    private let emails = Mutex<[String: String]>([:])
+
+    /// From now on the site shows this account with another email, as a site holding two accounts
+    /// of one (email, type) would (its own store refuses to hold them).
+    func showEmail(_ email: String, forAccountId accountId: String) { emails.withLock { $0[accountId] = email } }
+
+    private func shown(_ account: JSMCloudSite.SiteAccount) -> JSMCloudSite.SiteAccount {
+        guard let email = emails.withLock({ $0[account.accountId] }) else { return account }
+        return JSMCloudSite.SiteAccount(
+            sequence: account.sequence, accountId: account.accountId, type: account.type, email: email,
+            displayName: account.displayName, products: account.products)
+    }
+
     func run() async throws { try await inner.run() }
     func prepare() async throws { try await inner.prepare() }
     func insertAccounts(_ accounts: [NewSiteAccount]) async throws -> [AccountCreation] {
@@ -119,7 +132,7 @@ final class HidingAccountStore: AccountStore {
         try await inner.accounts(withEmail: email).filter { !isHidden($0.accountId) }
     }
     func account(withId accountId: String) async throws -> JSMCloudSite.SiteAccount? {
-        isHidden(accountId) ? nil : try await inner.account(withId: accountId)
+        isHidden(accountId) ? nil : try await inner.account(withId: accountId).map(shown)
     }
     func createGroup(named name: String) async throws -> GroupCreation { try await inner.createGroup(named: name) }
     func group(withId groupId: String) async throws -> SiteGroup? { try await inner.group(withId: groupId) }
@@ -133,7 +146,7 @@ final class HidingAccountStore: AccountStore {
     }
     func counts() async throws -> SiteCounts { try await inner.counts() }
     func accounts(after sequence: Int64, limit: Int) async throws -> [JSMCloudSite.SiteAccount] {
-        try await inner.accounts(after: sequence, limit: limit).filter { !isHidden($0.accountId) }
+        try await inner.accounts(after: sequence, limit: limit).filter { !isHidden($0.accountId) }.map(shown)
     }
 }
 

@@ -157,6 +157,23 @@ struct VerifyTests {
                 listingPath: absent)
             #expect(missingInPages == missing)
 
+            // Two accounts of one (email, type): the larger id is the duplicate, whatever order the answers come in.
+            let customers = mappings.filter { $0.accountType == .customer && $0.accountId != lost.accountId }
+            let first = try #require(customers.first?.accountId)
+            let second = try #require(customers.last?.accountId)
+            let shared = try #require(try await world.store.inner.account(withId: first)?.email)
+            world.store.showEmail(shared, forAccountId: second)
+            for size in [SiteAudit.bulkLookupSize, 7] {
+                let doubled = try await SiteAudit.audit(
+                    ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: size,
+                    listingPath: absent)
+                #expect(doubled.duplicateAccounts == 1 && doubled.duplicateAccountIds == [max(first, second)])
+                #expect(!doubled.matches)
+            }
+            let listed = try await SiteAudit.audit(
+                ledger: world.ledger, migrationId: world.migrationId, site: world.site)
+            #expect(listed.method == .localListing && listed.duplicateAccounts == 1)
+
             let skipped = try await SiteAudit.audit(
                 ledger: world.ledger, migrationId: world.migrationId, site: world.site,
                 lookupLimit: mappings.count - 1, listingPath: absent)
