@@ -19,8 +19,6 @@ struct ScopeSpill {
     let bucketCount: Int
     private var buffers: [[UInt8]]
     private var handles: [FileHandle?]
-    /// Records written.
-    private(set) var records = 0
 
     /// A spill over `bucketCount` files in a new directory under `parent` (the system's temporary
     /// directory by default: `TMPDIR` chooses it).
@@ -41,7 +39,6 @@ struct ScopeSpill {
     mutating func append(_ identity: ServerIdentity, as category: ScopeCategory, projectId: Int64?) throws {
         let bucket = Self.bucket(of: identity, among: bucketCount)
         Self.encode(identity, category: category, projectId: projectId, into: &buffers[bucket])
-        records += 1
         if buffers[bucket].count >= Self.bufferLimit { try flush(bucket) }
     }
 
