@@ -109,35 +109,24 @@ struct SiteRoutes: Sendable {
     /// left out.
     func bulkUsers(_ request: Request, context: some RequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
-        var ids: [String] = []
-        for id in parameters[values: "accountId"] where !id.isEmpty && !ids.contains(String(id)) {
-            ids.append(String(id))
-        }
+        var seen = Set<String>()
+        let ids = parameters[values: "accountId"].map(String.init).filter { !$0.isEmpty && seen.insert($0).inserted }
         guard !ids.isEmpty else {
             return SiteResponse.platformError(.badRequest, "The query parameter 'accountId' is required.")
         }
-        let startAt = parameters["startAt"].map { Int($0) } ?? 0
-        let requested = parameters["maxResults"].map { Int($0) } ?? 10
-        guard let startAt, startAt >= 0, let requested, requested >= 1 else {
-            return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
+        guard let paging = PageRequest(parameters, defaultSize: 10, limit: Self.bulkUsersPageLimit) else {
+            return PageRequest.refusal
         }
-        let maxResults = min(requested, Self.bulkUsersPageLimit)
         var found: [SiteAccount] = []
         for id in ids {
             if let account = try await store.account(withId: id) { found.append(account) }
         }
-        let page = found.dropFirst(startAt).prefix(maxResults)
-        let isLast = startAt + page.count >= found.count
         let base = baseURL(request)
-        let pagePath =
-            base + "/rest/api/3/user/bulk?" + ids.map { "accountId=" + $0 }.joined(separator: "&")
-            + "&maxResults=\(maxResults)"
         return SiteResponse.json(
             PageBody(
-                self: pagePath + "&startAt=\(startAt)",
-                nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.count)", maxResults: maxResults,
-                startAt: startAt, total: found.count, isLast: isLast,
-                values: page.map { UserBody($0, baseURL: base) }),
+                path: base + "/rest/api/3/user/bulk?" + ids.map { "accountId=" + $0 }.joined(separator: "&"),
+                paging: paging, total: found.count,
+                values: found.dropFirst(paging.startAt).prefix(paging.maxResults).map { UserBody($0, baseURL: base) }),
             status: .ok)
     }
 
@@ -274,24 +263,16 @@ struct SiteRoutes: Sendable {
     func groupMembers(_ request: Request, context: some RequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters
         guard let selector = GroupSelector(parameters) else { return GroupSelector.refusal }
-        let startAt = parameters["startAt"].map { Int($0) } ?? 0
-        let requested = parameters["maxResults"].map { Int($0) } ?? 50
-        guard let startAt, startAt >= 0, let requested, requested >= 1 else {
-            return SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
-        }
-        let maxResults = min(requested, 50)
+        guard let paging = PageRequest(parameters, defaultSize: 50, limit: 50) else { return PageRequest.refusal }
         let group = try await selector.group(in: store)
         guard let group,
-            let page = try await store.members(ofGroupId: group.groupId, startAt: startAt, limit: maxResults)
+            let page = try await store.members(
+                ofGroupId: group.groupId, startAt: paging.startAt, limit: paging.maxResults)
         else { return SiteResponse.platformError(.notFound, "Specified group does not exist.") }
         let base = baseURL(request)
-        let isLast = startAt + page.accounts.count >= page.total
-        let pagePath = base + "/rest/api/3/group/member?groupId=" + group.groupId + "&maxResults=\(maxResults)"
         return SiteResponse.json(
             PageBody(
-                self: pagePath + "&startAt=\(startAt)",
-                nextPage: isLast ? nil : pagePath + "&startAt=\(startAt + page.accounts.count)",
-                maxResults: maxResults, startAt: startAt, total: page.total, isLast: isLast,
+                path: base + "/rest/api/3/group/member?groupId=" + group.groupId, paging: paging, total: page.total,
                 values: page.accounts.map { UserBody($0, baseURL: base, details: true) }),
             status: .ok)
     }
@@ -393,5 +374,26 @@ enum GroupSelector {
         case .id(let id): try await store.group(withId: id)
         case .name(let name): try await store.group(named: name)
         }
+    }
+}
+
+/// The `startAt` and `maxResults` of a paged platform request.
+struct PageRequest {
+    let startAt: Int
+    /// What the request asked for, capped at the endpoint's limit.
+    let maxResults: Int
+
+    /// The paging of `parameters`, or `nil` when `startAt` is not 0 or more or `maxResults` not 1 or more.
+    init?(_ parameters: Parameters, defaultSize: Int, limit: Int) {
+        let startAt = parameters["startAt"].map { Int($0) } ?? 0
+        let requested = parameters["maxResults"].map { Int($0) } ?? defaultSize
+        guard let startAt, startAt >= 0, let requested, requested >= 1 else { return nil }
+        self.startAt = startAt
+        maxResults = min(requested, limit)
+    }
+
+    /// The answer to a request whose paging is not valid.
+    static var refusal: Response {
+        SiteResponse.platformError(.badRequest, "startAt must be 0 or more and maxResults 1 or more.")
     }
 }

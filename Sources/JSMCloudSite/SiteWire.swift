@@ -146,6 +146,19 @@ struct PageBody<Value: JSONBody>: JSONBody {
     let isLast: Bool
     let values: [Value]
 
+    /// The page of `values` at `paging` among `total`, its own and its next page's links built
+    /// from `path` (which already holds a query).
+    init(path: String, paging: PageRequest, total: Int, values: [Value]) {
+        let pagePath = path + "&maxResults=\(paging.maxResults)"
+        isLast = paging.startAt + values.count >= total
+        self.`self` = pagePath + "&startAt=\(paging.startAt)"
+        nextPage = isLast ? nil : pagePath + "&startAt=\(paging.startAt + values.count)"
+        maxResults = paging.maxResults
+        startAt = paging.startAt
+        self.total = total
+        self.values = values
+    }
+
     func write(to json: inout JSONWriter) {
         json.object {
             $0.member("self", self.`self`)

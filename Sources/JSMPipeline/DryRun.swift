@@ -190,34 +190,19 @@ public struct MigrationDryRun: Sendable {
     private func predictAtSite(_ groups: [EmailGroupPlan]) async throws
         -> [(String, Outcome, PredictedAccount?)]
     {
-        var outcomes: [(String, Outcome, PredictedAccount?)] = []
-        try await withThrowingTaskGroup(of: [(String, Outcome, PredictedAccount?)].self) { tasks in
-            var next = 0
-            func startNext() {
-                guard next < groups.count else { return }
-                let group = groups[next]
-                next += 1
-                tasks.addTask {
-                    let existing = try await site.accounts(withEmail: group.email)
-                    let decision = group.decidePrimary(existingAccounts: existing)
-                    let account = PredictedAccount.of(
-                        IdentityDecision(identity: group.primary, decision: decision), prior: nil)
-                    var result = [(group.primary.userKey, decision.outcome, account)]
-                    if decision.outcome == .created || decision.outcome == .linked {
-                        // The others follow the primary's account: linked, flagged merged.
-                        result += group.followers.map { ($0.userKey, Outcome.linked, account) }
-                    } else {
-                        result += group.followers.map { ($0.userKey, decision.outcome, nil) }
-                    }
-                    return result
-                }
+        let site = self.site
+        return try await groups.boundedConcurrentMap(limit: siteConcurrency) { group in
+            let existing = try await site.accounts(withEmail: group.email)
+            let decision = group.decidePrimary(existingAccounts: existing)
+            let account = PredictedAccount.of(IdentityDecision(identity: group.primary, decision: decision), prior: nil)
+            var result = [(group.primary.userKey, decision.outcome, account)]
+            if decision.outcome == .created || decision.outcome == .linked {
+                // The others follow the primary's account: linked, flagged merged.
+                result += group.followers.map { ($0.userKey, Outcome.linked, account) }
+            } else {
+                result += group.followers.map { ($0.userKey, decision.outcome, nil) }
             }
-            for _ in 0..<max(1, siteConcurrency) { startNext() }
-            while let done = try await tasks.next() {
-                outcomes += done
-                startNext()
-            }
-        }
-        return outcomes
+            return result
+        }.flatMap { $0 }
     }
 }

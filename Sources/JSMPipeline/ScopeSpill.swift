@@ -138,11 +138,10 @@ struct ScopeSpill {
         bytes.append(flags)
         bytes.append(UInt8(IdentityKind.allCases.firstIndex(of: identity.kind) ?? 0))
         bytes.append(UInt8(ScopeCategory.allCases.firstIndex(of: category) ?? 0))
-        for text in [identity.userKey, identity.userName, identity.displayName] + (identity.rawEmail.map { [$0] } ?? [])
-        {
-            let utf8 = Array(text.utf8)
-            append(UInt64(utf8.count), to: &bytes)
-            bytes += utf8
+        for text in [identity.userKey, identity.userName, identity.displayName, identity.rawEmail] {
+            guard let text else { continue }
+            append(UInt64(text.utf8.count), to: &bytes)
+            bytes.append(contentsOf: text.utf8)
         }
         for value in [identity.directoryId, identity.directoryPosition.map(Int64.init), projectId] {
             if let value { append(UInt64(bitPattern: value), to: &bytes) }

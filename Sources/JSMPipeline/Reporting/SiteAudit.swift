@@ -216,22 +216,8 @@ public struct SiteAudit: Sendable, Hashable {
                 owners[key] = min(owner, user.accountId)
             }
         }
-        try await withThrowingTaskGroup(of: [SiteReader.User].self) { group in
-            var next = 0
-            // Bounded: one task per request, at most `width` in flight.
-            while next < min(width, requests.count) {
-                let ids = requests[next]
-                group.addTask { try await reader.users(accountIds: ids) }
-                next += 1
-            }
-            while let users = try await group.next() {
-                check(users)
-                if next < requests.count {
-                    let ids = requests[next]
-                    group.addTask { try await reader.users(accountIds: ids) }
-                    next += 1
-                }
-            }
+        try await requests.boundedConcurrentForEach(limit: width, { try await reader.users(accountIds: $0) }) {
+            check($0)
         }
         let missingKeys = expected.values.flatMap(\.userKeys)
         duplicateIds.sort()
