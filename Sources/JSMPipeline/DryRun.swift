@@ -19,7 +19,8 @@ struct SourceScope {
     /// Reads the scope of `options` over `projects` from `source`, with the same rules as the
     /// pipeline (JSMDomain's `ScopeSelection`), but without the ledger or the broker; with `groups`,
     /// also the groups and memberships the producer would record and the cut would keep. The
-    /// scratch files are removed when this throws; otherwise the caller removes them.
+    /// scratch files are removed when this throws (cancelled included); otherwise the caller removes
+    /// them.
     static func compute(
         source: JiraSource, options: ScopeOptions, projects: [SelectedProject], groups: Bool, buckets: Int
     ) async throws -> SourceScope {
@@ -27,6 +28,8 @@ struct SourceScope {
         do {
             try await scope.read(source: source, options: options, projects: projects, groups: groups)
             try scope.spill.flushAll()
+            // A source stream may end quietly when cancelled: a partial scope must not be planned.
+            try Task.checkCancellation()
         } catch {
             scope.spill.removeFiles()
             throw error
@@ -43,9 +46,13 @@ struct SourceScope {
         var inScope = Set<String>()
         for project in projects {
             var keys = Set<String>()
-            for try await reference in source.relatedIdentities(of: project) { keys.insert(reference.userKey) }
+            for try await reference in source.relatedIdentities(of: project) {
+                try Task.checkCancellation()
+                keys.insert(reference.userKey)
+            }
             let ordered = keys.sorted()
             for slice in ordered.chunked(JiraSource.maximumKeysPerLookup) {
+                try Task.checkCancellation()
                 let chunk = Array(slice)
                 for classified in try await source.classify(userKeys: chunk, classifier: classifier) {
                     let identity = classified.identity
@@ -63,6 +70,8 @@ struct SourceScope {
         }
         var groupNames: [String: GroupCandidate] = [:]
         for try await classified in source.classifiedIdentities(classifier: classifier) {
+            // An interrupted dry run stops here rather than at the end of a pass over millions.
+            try Task.checkCancellation()
             let identity = classified.identity
             if claimsAll,
                 let category = selection.categoryWithoutReference(
@@ -112,19 +121,21 @@ public struct MigrationDryRun: Sendable {
     let site: any CloudSite
     let siteConcurrency: Int
     let scratchBuckets: Int
+    let logger: Logger
 
     /// A dry run over the ledger (for earlier migrations' mappings), the source and the site.
     ///
     /// - Parameter scratchBuckets: files the scope is spread over (see ``defaultScratchBuckets``).
     public init(
         ledger: Ledger, source: JiraSource, site: any CloudSite, siteConcurrency: Int = 32,
-        scratchBuckets: Int = MigrationDryRun.defaultScratchBuckets
+        scratchBuckets: Int = MigrationDryRun.defaultScratchBuckets, logger: Logger = Logger(label: "jsm.dry-run")
     ) {
         self.ledger = ledger
         self.source = source
         self.site = site
         self.siteConcurrency = siteConcurrency
         self.scratchBuckets = scratchBuckets
+        self.logger = logger
     }
 
     /// Files the scope is spread over, by a hash of the email: about 8,000 identities each for a
@@ -135,7 +146,17 @@ public struct MigrationDryRun: Sendable {
     public static let defaultScratchBuckets = 128
 
     /// The totals a real run of `definition` would report if nothing changes meanwhile.
+    ///
+    /// Cancelled, it throws `CancellationError` and removes its scratch files; it never returns
+    /// totals of a part of the scope. It first removes the scratch directories of dry runs that
+    /// ended without removing theirs (see ``ScopeSpill/removeAbandoned(in:)``).
     public func predict(_ definition: MigrationDefinition) async throws -> PredictedTotals {
+        let abandoned = ScopeSpill.removeAbandoned()
+        if !abandoned.isEmpty {
+            logger.notice(
+                "removed the scratch directories of dry runs that ended without removing them",
+                metadata: ["dry_run.removed": "\(abandoned.map(\.path))"])
+        }
         let scope = try await SourceScope.compute(
             source: source, options: definition.scope, projects: definition.projects, groups: definition.groups,
             buckets: scratchBuckets)
@@ -148,6 +169,7 @@ public struct MigrationDryRun: Sendable {
         var byProject = [Int64: [ScopeCategory: OutcomeTally]](
             definition.projects.map { ($0.id, [:]) }, uniquingKeysWith: { first, _ in first })
         for bucket in 0..<scope.spill.bucketCount {
+            try Task.checkCancellation()
             let spilled = try scope.spill.identities(inBucket: bucket)
             guard !spilled.isEmpty else { continue }
             var prior: [String: PriorMapping] = [:]
@@ -183,6 +205,7 @@ public struct MigrationDryRun: Sendable {
                 ledger: ledger, site: site, siteId: definition.siteId, siteConcurrency: siteConcurrency
             ).predict(scope: scope, accounts: accounts, memberships: definition.groupMembership)
         }
+        try Task.checkCancellation()
         return PredictedTotals(byCategory: byCategory, byProject: byProject, groups: groups)
     }
 

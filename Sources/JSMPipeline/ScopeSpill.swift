@@ -1,6 +1,12 @@
 import Foundation
 import JSMDomain
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A dry run's scope on disk: every in-scope identity the source yields, as it yields it, appended
 /// to one of ``bucketCount`` files chosen by a hash of its normalised email (of its user key when it
 /// has none). An email's identities, and every record of one user key, are in the same file, so
@@ -13,26 +19,59 @@ struct ScopeSpill {
     /// Bytes a bucket gathers before it is appended to its file.
     static let bufferLimit = 32 << 10
 
+    /// What the scratch directories' names start with, under their parent.
+    static let directoryPrefix = "jsm-dry-run-"
+    /// The file in a scratch directory that its dry run holds locked (`flock`) while it lives.
+    static let ownerLockName = "owner.lock"
+
     /// The directory of the bucket files, removed by ``removeFiles()``.
     let directory: URL
     /// Files the scope is spread over.
     let bucketCount: Int
     private var buffers: [[UInt8]]
     private var handles: [FileHandle?]
+    private let owner: OwnerLock
 
     /// A spill over `bucketCount` files in a new directory under `parent` (the system's temporary
     /// directory by default: `TMPDIR` chooses it).
+    ///
+    /// The directory holds an ``ownerLockName`` file that this spill keeps locked until
+    /// ``removeFiles()``. It is built under a hidden name and renamed once locked, so a directory
+    /// named ``directoryPrefix``... whose lock anyone can take belongs to a dry run that ended
+    /// without removing it (killed, or its host lost power): ``removeAbandoned(in:)`` removes those.
     init(bucketCount: Int, parent: URL = FileManager.default.temporaryDirectory) throws {
         self.bucketCount = max(1, bucketCount)
-        directory = parent.appendingPathComponent("jsm-dry-run-\(UUID().uuidString)", isDirectory: true)
+        let name = Self.directoryPrefix + UUID().uuidString
+        directory = parent.appendingPathComponent(name, isDirectory: true)
+        let building = parent.appendingPathComponent(".\(name).partial", isDirectory: true)
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: building, withIntermediateDirectories: true)
+            owner = try OwnerLock(path: building.appendingPathComponent(Self.ownerLockName).path)
+            try FileManager.default.moveItem(at: building, to: directory)
         } catch {
+            try? FileManager.default.removeItem(at: building)
             throw PipelineError(
                 .invalidState, "the dry run cannot create its scratch directory \(directory.path): \(error)")
         }
         buffers = Array(repeating: [], count: self.bucketCount)
         handles = Array(repeating: nil, count: self.bucketCount)
+    }
+
+    /// Removes the scratch directories under `parent` that no live dry run holds, and returns them.
+    /// A directory without an ``ownerLockName`` file is left alone: it is not one this code made.
+    static func removeAbandoned(in parent: URL = FileManager.default.temporaryDirectory) -> [URL] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
+        var removed: [URL] = []
+        for name in names where name.hasPrefix(directoryPrefix) {
+            let candidate = parent.appendingPathComponent(name, isDirectory: true)
+            guard let lock = OwnerLock(ifFreeAt: candidate.appendingPathComponent(ownerLockName).path) else {
+                continue
+            }
+            // Removed while the lock is held, so no other dry run removes it at the same time.
+            if (try? FileManager.default.removeItem(at: candidate)) != nil { removed.append(candidate) }
+            lock.release()
+        }
+        return removed
     }
 
     /// Appends a claim of `identity` as `category`, by `projectId` (`nil`: the `all` options).
@@ -80,9 +119,10 @@ struct ScopeSpill {
         return merged.values.sorted { $0.identity.userKey < $1.identity.userKey }
     }
 
-    /// Deletes the bucket files and their directory.
+    /// Deletes the bucket files and their directory, then gives up the directory's lock.
     func removeFiles() {
         try? FileManager.default.removeItem(at: directory)
+        owner.release()
     }
 
     private mutating func flush(_ bucket: Int) throws {
@@ -230,4 +270,44 @@ struct SpilledIdentity: Sendable {
     let category: ScopeCategory
     /// The selected projects that reference it.
     var projects: Set<Int64>
+}
+
+/// An exclusive `flock` on a file, held from creation until ``release()`` (or until the process
+/// ends, when the kernel drops it: that is how a killed dry run's directory becomes removable).
+final class OwnerLock {
+    private var descriptor: Int32
+
+    /// Creates the file at `path` and locks it; throws when it cannot.
+    init(path: String) throws {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw PipelineError(.invalidState, "cannot create \(path): \(Self.lastError)") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = Self.lastError
+            close(descriptor)
+            throw PipelineError(.invalidState, "cannot lock \(path): \(reason)")
+        }
+        self.descriptor = descriptor
+    }
+
+    /// Locks the existing file at `path` when nobody holds it; `nil` when it is missing or held.
+    init?(ifFreeAt path: String) {
+        let descriptor = open(path, O_RDWR | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            return nil
+        }
+        self.descriptor = descriptor
+    }
+
+    /// Unlocks and closes the file; later calls do nothing.
+    func release() {
+        guard descriptor >= 0 else { return }
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit { release() }
+
+    private static var lastError: String { String(cString: strerror(errno)) }
 }

@@ -3,6 +3,13 @@ import JSMCloud
 import Logging
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// `--shutdown-timeout`: how long SIGTERM or SIGINT waits for in-flight work.
 struct ShutdownOptions: ParsableArguments {
@@ -61,5 +68,50 @@ enum ProcessLifecycle {
         configuration.maximumGracefulShutdownDuration = .seconds(shutdown.shutdownTimeout)
         try await ServiceGroup(configuration: configuration).run()
         return main.result
+    }
+}
+
+/// A one-shot command's work that SIGINT (Ctrl-C) or SIGTERM interrupts cleanly: the first signal
+/// cancels the work, which stops and removes what it made (the dry run's scratch files), and the
+/// command then fails with ``Interrupted``; a second signal ends the process at once.
+enum Interruptible {
+    /// The signal that interrupted the work; the exit status is 128 plus its number, as a shell's.
+    struct Interrupted: Error {
+        let signal: UnixSignal
+
+        var name: String { signal.description.uppercased() }
+        var exitCode: ExitCode { ExitCode(128 + signal.rawValue) }
+    }
+
+    /// Runs `body`; `stopping` says, in the log line of the first signal, what the work does before
+    /// it ends and what a second signal would leave behind.
+    static func run<T: Sendable>(
+        logger: Logger, stopping: String, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        let work = Task { try await body() }
+        let caught = Mutex<UnixSignal?>(nil)
+        let watcher = Task {
+            for await signal in signals {
+                let isFirst = caught.withLock { earlier in
+                    guard earlier == nil else { return false }
+                    earlier = signal
+                    return true
+                }
+                guard isFirst else {
+                    logger.warning("second \(signal.description.uppercased()): exiting without cleaning up")
+                    exit(128 + signal.rawValue)
+                }
+                logger.notice("\(signal.description.uppercased()): \(stopping)")
+                work.cancel()
+            }
+        }
+        defer { watcher.cancel() }
+        do {
+            return try await work.value
+        } catch {
+            if let signal = caught.withLock({ $0 }) { throw Interrupted(signal: signal) }
+            throw error
+        }
     }
 }

@@ -88,9 +88,23 @@ struct StartCommand: AsyncParsableCommand {
                     let producer = MigrationProducer(ledger: ledger, source: jira, logger: logger)
                     if dryRun {
                         let definition = try await producer.definition(for: request)
-                        let predicted = try await MigrationDryRun(
-                            ledger: ledger, source: jira, site: cloud, siteConcurrency: site.siteConcurrency
-                        ).predict(definition)
+                        let dryRun = MigrationDryRun(
+                            ledger: ledger, source: jira, site: cloud, siteConcurrency: site.siteConcurrency,
+                            logger: logger)
+                        let predicted: PredictedTotals
+                        do {
+                            let stopping =
+                                "stopping once the source's running statements end; a second signal exits at once "
+                                + "and leaves the scratch files for the next dry run to remove"
+                            predicted = try await Interruptible.run(logger: logger, stopping: stopping) {
+                                try await dryRun.predict(definition)
+                            }
+                        } catch let interrupted as Interruptible.Interrupted {
+                            printToStandardError(
+                                "dry run of \(migration) interrupted by \(interrupted.name): nothing recorded, "
+                                    + "nothing published, its scratch files removed")
+                            throw interrupted.exitCode
+                        }
                         print("dry run of \(migration): nothing recorded, nothing published")
                         print(TotalsTable.render(predicted.byCategory))
                         if let groupTotals = predicted.groups {

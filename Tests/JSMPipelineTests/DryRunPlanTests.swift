@@ -95,6 +95,43 @@ struct DryRunPlanTests {
             Self.identities.allSatisfy { ScopeSpill.bucket(of: $0, among: 20) == ScopeSpill.bucket(of: $0, among: 20) })
     }
 
+    @Test("only scratch directories no live dry run holds are removed as abandoned")
+    func abandonedDirectories() throws {
+        let parent = FileManager.default.temporaryDirectory.appendingPathComponent("abandoned-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: parent) }
+        var live = try ScopeSpill(bucketCount: 2, parent: parent)
+        defer { live.removeFiles() }
+        try live.append(Self.identities[0], as: .customer, projectId: nil)
+        try live.flushAll()
+        // What a killed dry run leaves: its files and an owner lock the kernel released.
+        func leftover(_ name: String, lock: Bool) throws -> URL {
+            let directory = parent.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try Data([1, 2, 3]).write(to: directory.appendingPathComponent("bucket-0.bin"))
+            if lock { try Data().write(to: directory.appendingPathComponent(ScopeSpill.ownerLockName)) }
+            return directory
+        }
+        let killed = try leftover(ScopeSpill.directoryPrefix + "killed", lock: true)
+        let withoutLock = try leftover(ScopeSpill.directoryPrefix + "without-lock", lock: false)
+        let otherName = try leftover("not-a-dry-run", lock: true)
+        #expect(ScopeSpill.removeAbandoned(in: parent).map(\.lastPathComponent) == [killed.lastPathComponent])
+        #expect(!FileManager.default.fileExists(atPath: killed.path))
+        for kept in [live.directory, withoutLock, otherName] {
+            #expect(FileManager.default.fileExists(atPath: kept.path), "\(kept.lastPathComponent) should be kept")
+        }
+        #expect(try live.identities(inBucket: ScopeSpill.bucket(of: Self.identities[0], among: 2)).count == 1)
+        // Nothing hidden is left from building the live directory under its temporary name.
+        let names = try FileManager.default.contentsOfDirectory(atPath: parent.path).sorted()
+        #expect(
+            names
+                == [live.directory.lastPathComponent, withoutLock.lastPathComponent, otherName.lastPathComponent]
+                .sorted())
+        live.removeFiles()
+        #expect(!FileManager.default.fileExists(atPath: live.directory.path))
+        #expect(ScopeSpill.removeAbandoned(in: parent).isEmpty)
+    }
+
     @Test("a damaged scratch file is an error naming it, not a shorter scope")
     func damagedFile() throws {
         try withSpill(buckets: 1) { spill in

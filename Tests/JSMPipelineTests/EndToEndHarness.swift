@@ -209,14 +209,17 @@ extension EndToEnd {
 
     /// Runs the built `jsm-migrate` with `arguments` (at most `limit`), capturing both streams.
     static func runCommand(
-        _ arguments: [String], environment: [String: String], limit: Duration = .seconds(60)
+        _ arguments: [String], environment: [String: String], limit: Duration = .seconds(60),
+        whileRunning: ((Process) async throws -> Void)? = nil
     ) async throws -> CommandResult {
-        try await runProcess(executable, arguments, environment: environment, limit: limit)
+        try await runProcess(executable, arguments, environment: environment, limit: limit, whileRunning: whileRunning)
     }
 
-    /// Runs a program (at most `limit`, then SIGTERM), capturing both streams.
+    /// Runs a program (at most `limit`, then SIGTERM), capturing both streams; `whileRunning` is
+    /// called once the process has started (to signal it, say) and must itself be bounded.
     static func runProcess(
-        _ program: URL, _ arguments: [String], environment: [String: String] = [:], limit: Duration = .seconds(60)
+        _ program: URL, _ arguments: [String], environment: [String: String] = [:], limit: Duration = .seconds(60),
+        whileRunning: ((Process) async throws -> Void)? = nil
     ) async throws -> CommandResult {
         let process = Process()
         process.executableURL = program
@@ -236,6 +239,13 @@ extension EndToEnd {
         process.standardOutput = output
         process.standardError = error
         try process.run()
+        do {
+            try await whileRunning?(process)
+        } catch {
+            process.terminate()
+            process.waitUntilExit()
+            throw error
+        }
         let deadline = ContinuousClock.now + limit
         while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         if process.isRunning { process.terminate() }

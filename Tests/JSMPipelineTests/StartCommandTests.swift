@@ -71,6 +71,63 @@ struct StartCommandTests {
         }
     }
 
+    @Test("Ctrl-C ends a dry run and removes its scratch files; a killed dry run's are removed by the next")
+    func interruptedDryRun() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("jsm-dry-stop-\(UUID().uuidString)")
+        let scratch = folder.appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = folder.appendingPathComponent("jira.sqlite").path
+        // Large enough that the dry run is still reading when the signal arrives.
+        let sample = try await SampleSource.generate(users: 20_000, seed: 5, sqlitePath: source)
+        let token = LocalSite.randomToken()
+        let tokenFile = folder.appendingPathComponent("token").path
+        try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        func scratchDirectories() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: scratch.path).filter { $0.hasPrefix("jsm-dry-run-") }
+        }
+        try await LocalSite.run(
+            sqlitePath: folder.appendingPathComponent("site.sqlite").path, seed: sample.siteAccounts, token: token
+        ) { site in
+            let arguments = [
+                "start", "--dry-run", "--migration", "m1", "--source", "sqlite:" + source,
+                "--ledger", "sqlite:" + folder.appendingPathComponent("ledger.sqlite").path,
+                "--site-url", site.url, "--site-token-file", tokenFile,
+                "--users", "all", "--customers", "all", "--include-requestless",
+            ]
+            // Sends `signal` once the dry run has made its scratch directory, while it still runs.
+            func signalOnceReading(_ signal: Int32) -> (Process) async throws -> Void {
+                { process in
+                    for _ in 0..<6_000 where process.isRunning {
+                        if try !scratchDirectories().isEmpty { break }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
+                    try #require(process.isRunning, "the dry run ended before it could be signalled")
+                    try #require(try scratchDirectories().count == 1)
+                    kill(process.processIdentifier, signal)
+                }
+            }
+            let environment = ["TMPDIR": scratch.path]
+            let interrupted = try await EndToEnd.runCommand(
+                arguments, environment: environment, limit: .seconds(120), whileRunning: signalOnceReading(SIGINT))
+            #expect(interrupted.status == 128 + SIGINT)
+            #expect(interrupted.error.contains("dry run of m1 interrupted by SIGINT"))
+            #expect(!interrupted.output.contains("total"), "an interrupted dry run prints no totals")
+            #expect(try scratchDirectories().isEmpty)
+
+            let killed = try await EndToEnd.runCommand(
+                arguments, environment: environment, limit: .seconds(120), whileRunning: signalOnceReading(SIGKILL))
+            #expect(killed.status == SIGKILL)
+            #expect(try scratchDirectories().count == 1, "SIGKILL leaves the scratch directory behind")
+
+            let complete = try await EndToEnd.runCommand(arguments, environment: environment, limit: .seconds(300))
+            #expect(complete.status == 0, "\(complete.error)")
+            #expect(complete.output.contains("total"))
+            #expect(complete.error.contains("removed the scratch directories of dry runs"))
+            #expect(try scratchDirectories().isEmpty)
+        }
+    }
+
     /// Runs the built binary with its output in files (a full pipe never blocks it), bounded to 60 s.
     private func run(_ arguments: [String], environment: [String: String]) async throws -> (
         status: Int32, error: String
