@@ -228,7 +228,7 @@ extension Ledger {
         if scopeCount > (try undecided?.int(0) ?? 0) {
             try await session.execute(
                 """
-                UPDATE ledger_scope SET outcome = NULL, flags = NULL
+                UPDATE ledger_scope SET outcome = NULL, flags = NULL, settled_at_claim = NULL
                 WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
                   AND normalized_email IN (
                       SELECT o.normalized_email FROM ledger_scope o
@@ -257,15 +257,19 @@ extension Ledger {
             batchCount: batches.count, identityCount: Int(identities), settledAtCut: Int(scopeCount - identities))
     }
 
-    /// The scope rows `ledger_scope_order` holds, as a condition: undecided identities, on
-    /// PostgreSQL only those not in a batch yet (schema v7). Before the cut no row has a batch, so
-    /// both forms select the same rows; PostgreSQL reads a partial index only for a condition that
-    /// implies the index's own. SQLite's index has no `batch_id` condition, and asking for one
-    /// there would read the table for every entry.
+    /// The undecided scope rows awaiting the cut, as a condition that lets the database read them
+    /// from `ledger_scope_order`. Before the cut no row has a batch, and a row the claim settled is
+    /// marked `settled_at_claim` until the cut returns it to the batches with its email (it then
+    /// clears the mark with the outcome), so every form selects the same rows. PostgreSQL reads a
+    /// partial index only for a condition that implies the index's own (schema v9: no batch, not
+    /// settled at claim); the `outcome` test keeps the rows of a migration claimed before v8, which
+    /// have no mark, out. SQLite's index names `outcome` alone, and asking for more there would
+    /// read the table for every entry.
     static func awaitingCut(_ dialect: SQLDialect, alias: String = "") -> String {
         let column = alias.isEmpty ? "" : alias + "."
         switch dialect {
-        case .postgres: return "\(column)outcome IS NULL AND \(column)batch_id IS NULL"
+        case .postgres:
+            return "\(column)outcome IS NULL AND \(column)batch_id IS NULL AND \(column)settled_at_claim IS NULL"
         case .sqlite: return "\(column)outcome IS NULL"
         }
     }

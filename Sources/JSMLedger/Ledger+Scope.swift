@@ -102,7 +102,7 @@ extension Ledger {
 
     /// The claim's INSERT of the rows `u` into the scope: $1 migration, $2 first project, $3 now,
     /// $4 site, $5 the `disabled` flag. An identity an earlier migration created or linked on the
-    /// site is inserted settled. On PostgreSQL each identity probes its own mapping (a `LATERAL`
+    /// site is inserted settled, and marked `settled_at_claim`. On PostgreSQL each identity probes its own mapping (a `LATERAL`
     /// subquery, as ``priorMappingsSelect(_:)`` does): as a plain join, planned with the statistics
     /// of a mapping table analysed while nearly empty, it read every mapping of the site for each
     /// statement of 500 claims (psql, 200,000 mappings: 184 ms against a few). SQLite probes the key.
@@ -127,13 +127,14 @@ extension Ledger {
         return """
              INSERT INTO ledger_scope (migration_id, user_key, identity_class, identity_kind, user_name,
                 display_name, raw_email, normalized_email, directory_id, directory_position, active,
-                first_project_id, claimed_at_ms, outcome, flags)
+                first_project_id, claimed_at_ms, outcome, flags, settled_at_claim)
             SELECT $1, u.user_key, u.identity_class, u.identity_kind, u.user_name, u.display_name,
                 u.raw_email, u.normalized_email, u.directory_id, u.directory_position, u.active,
                 CAST($2 AS BIGINT), CAST($3 AS BIGINT),
                 CASE WHEN m.server_user_key IS NULL THEN NULL ELSE 'already_migrated' END,
                 CASE WHEN m.server_user_key IS NULL THEN NULL
-                     WHEN u.active = 0 THEN CAST($5 AS BIGINT) ELSE 0 END
+                     WHEN u.active = 0 THEN CAST($5 AS BIGINT) ELSE 0 END,
+                CASE WHEN m.server_user_key IS NULL THEN NULL ELSE 1 END
             FROM u \(mapped)
             WHERE true
             ON CONFLICT (migration_id, user_key) DO NOTHING
