@@ -102,10 +102,11 @@ extension Ledger {
 
     /// The claim's INSERT of the rows `u` into the scope: $1 migration, $2 first project, $3 now,
     /// $4 site, $5 the `disabled` flag. An identity an earlier migration created or linked on the
-    /// site is inserted settled, and marked `settled_at_claim`. On PostgreSQL each identity probes its own mapping (a `LATERAL`
-    /// subquery, as ``priorMappingsSelect(_:)`` does): as a plain join, planned with the statistics
-    /// of a mapping table analysed while nearly empty, it read every mapping of the site for each
-    /// statement of 500 claims (psql, 200,000 mappings: 184 ms against a few). SQLite probes the key.
+    /// site is inserted settled, and marked `settled_at_claim`. On PostgreSQL each identity probes
+    /// its own mapping (a `LATERAL` subquery, as ``priorMappingsSelect(_:)`` does): as a plain join,
+    /// planned with the statistics of a mapping table analysed while nearly empty, it read every
+    /// mapping of the site for each statement of 500 claims (psql, 200,000 mappings: 184 ms against
+    /// a few). SQLite probes the key.
     static func claimInsert(_ dialect: SQLDialect) -> String {
         let mapped: String
         switch dialect {
