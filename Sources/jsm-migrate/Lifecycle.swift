@@ -90,19 +90,20 @@ enum Interruptible {
     ) async throws -> T {
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
         let work = Task { try await body() }
-        let caught = Mutex<UnixSignal?>(nil)
+        let caught = Mutex<Interrupted?>(nil)
         let watcher = Task {
             for await signal in signals {
+                let interrupted = Interrupted(signal: signal)
                 let isFirst = caught.withLock { earlier in
                     guard earlier == nil else { return false }
-                    earlier = signal
+                    earlier = interrupted
                     return true
                 }
                 guard isFirst else {
-                    logger.warning("second \(signal.description.uppercased()): exiting without cleaning up")
-                    exit(128 + signal.rawValue)
+                    logger.warning("second \(interrupted.name): exiting without cleaning up")
+                    exit(interrupted.exitCode.rawValue)
                 }
-                logger.notice("\(signal.description.uppercased()): \(stopping)")
+                logger.notice("\(interrupted.name): \(stopping)")
                 work.cancel()
             }
         }
@@ -110,7 +111,7 @@ enum Interruptible {
         do {
             return try await work.value
         } catch {
-            if let signal = caught.withLock({ $0 }) { throw Interrupted(signal: signal) }
+            if let interrupted = caught.withLock({ $0 }) { throw interrupted }
             throw error
         }
     }
