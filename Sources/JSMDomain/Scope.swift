@@ -177,6 +177,15 @@ public struct ScopeCounts: Sendable, Hashable {
 
     /// All categories together.
     public var total: Int { customers + licensedUsers + formers }
+
+    /// Counts `count` more of `category`.
+    public mutating func add(_ category: ScopeCategory, count: Int = 1) {
+        switch category {
+        case .customer: customers += count
+        case .licensedUser: licensedUsers += count
+        case .former: formers += count
+        }
+    }
 }
 
 /// The in-scope identities one selected project references, each once.

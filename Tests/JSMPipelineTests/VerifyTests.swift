@@ -109,10 +109,20 @@ struct VerifyTests {
                 "verify", "--ledger", world.ledgerLocation, "--migration", world.migrationId,
                 "--source", "sqlite:" + world.sourcePath, "--site-url", world.site.baseURL,
             ]
-            let environment = ["JSM_SITE_TOKEN": world.site.apiToken]
+            // verify's scratch files go to TMPDIR: a folder of the test's own, holding what a
+            // killed verify leaves (its files and an owner lock nobody holds).
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("verify-\(UUID().uuidString)")
+            let killed = scratch.appendingPathComponent(VerifyScratch.directoryPrefix + "killed")
+            try FileManager.default.createDirectory(at: killed, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            try Data([1, 2, 3]).write(to: killed.appendingPathComponent("keys-0.bin"))
+            try Data().write(to: killed.appendingPathComponent(ScratchDirectory.ownerLockName))
+            let environment = ["JSM_SITE_TOKEN": world.site.apiToken, "TMPDIR": scratch.path]
             let passing = try await CommandRun.jsmMigrate(arguments, environment: environment)
             #expect(passing.status == 0, "\(passing.standardOutput)\(passing.standardError)")
             #expect(passing.standardOutput.contains("everything matches"))
+            #expect(passing.standardError.contains("removed the scratch directories of verify runs"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path).isEmpty)
             #expect(
                 !passing.standardOutput.contains(world.site.apiToken)
                     && !passing.standardError.contains(world.site.apiToken))
@@ -139,11 +149,12 @@ struct VerifyTests {
             #expect(looked.matches)
             // Many small bulk requests, and requests larger than the site's page of 100 (read page by page).
             #expect(mappings.count > 150, "the world should map more accounts than one bulk page holds")
-            for size in [7, 150] {
+            // Across pages of mappings (13 rows) and scratch buckets (3) the answer is the same.
+            for (size, page, buckets) in [(7, 10_000, 64), (150, 10_000, 64), (50, 13, 3)] {
                 let inPieces = try await SiteAudit.audit(
                     ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: size,
-                    listingPath: absent)
-                #expect(inPieces == looked, "\(size) ids per request")
+                    listingPath: absent, mappingPageSize: page, scratchBuckets: buckets)
+                #expect(inPieces == looked, "\(size) ids per request, \(page) mappings per page, \(buckets) buckets")
             }
 
             let lost = try #require(mappings.first { $0.outcome == .created })
@@ -154,8 +165,12 @@ struct VerifyTests {
             #expect(missing.missingUserKeys == [lost.userKey])
             let missingInPages = try await SiteAudit.audit(
                 ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: 150,
-                listingPath: absent)
+                listingPath: absent, mappingPageSize: 13, scratchBuckets: 3)
             #expect(missingInPages == missing)
+            let listedMissing = try await SiteAudit.audit(
+                ledger: world.ledger, migrationId: world.migrationId, site: world.site)
+            #expect(listedMissing.method == .localListing && listedMissing.missingUserKeys == [lost.userKey])
+            #expect(listedMissing.foundAccounts == mappings.count - 1 && !listedMissing.matches)
 
             // Two accounts of one (email, type): the larger id is the duplicate, whatever order the answers come in.
             let customers = mappings.filter { $0.accountType == .customer && $0.accountId != lost.accountId }
@@ -163,16 +178,22 @@ struct VerifyTests {
             let second = try #require(customers.last?.accountId)
             let shared = try #require(try await world.store.inner.account(withId: first)?.email)
             world.store.showEmail(shared, forAccountId: second)
-            for size in [SiteAudit.bulkLookupSize, 7] {
+            // The two accounts' mappings are far apart in key order: on different pages of 13.
+            for (size, page) in [(SiteAudit.bulkLookupSize, 10_000), (7, 10_000), (7, 13)] {
                 let doubled = try await SiteAudit.audit(
                     ledger: world.ledger, migrationId: world.migrationId, site: world.site, bulkLookupSize: size,
-                    listingPath: absent)
+                    listingPath: absent, mappingPageSize: page, scratchBuckets: 3)
                 #expect(doubled.duplicateAccounts == 1 && doubled.duplicateAccountIds == [max(first, second)])
                 #expect(!doubled.matches)
             }
-            let listed = try await SiteAudit.audit(
-                ledger: world.ledger, migrationId: world.migrationId, site: world.site)
-            #expect(listed.method == .localListing && listed.duplicateAccounts == 1)
+            // The listing names the same duplicate as the lookups, whatever order it lists them in.
+            for (page, buckets) in [(10_000, 64), (13, 3)] {
+                let listed = try await SiteAudit.audit(
+                    ledger: world.ledger, migrationId: world.migrationId, site: world.site, mappingPageSize: page,
+                    scratchBuckets: buckets)
+                #expect(listed.method == .localListing && listed.duplicateAccounts == 1)
+                #expect(listed.duplicateAccountIds == [max(first, second)])
+            }
 
             let skipped = try await SiteAudit.audit(
                 ledger: world.ledger, migrationId: world.migrationId, site: world.site,

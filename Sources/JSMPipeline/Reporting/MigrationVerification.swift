@@ -104,9 +104,20 @@ public struct MigrationVerification: Sendable {
         let totals = try await ledger.totals(migrationId: migrationId)
         let projects = try await ledger.projects(migrationId: migrationId)
 
-        // (a) The source, recounted with the domain's scope rules.
-        var recount = try await ScopeRecount.recount(
-            source: source, options: migration.scope, projectIds: migration.projectIds)
+        // (a) The source, recounted with the domain's scope rules, and compared key by key with the
+        // ledger's scope on disk (see ``VerifyScratch``).
+        let (recount, keys) = try await VerifyScratch.with(
+            abandoned: { removed in
+                logger.notice(
+                    "removed the scratch directories of verify runs that ended without removing them",
+                    metadata: ["verify.removed": "\(removed.map(\.path))"])
+            }
+        ) { scratch in
+            var keys = scratch.records("keys")
+            let recount = try await ScopeRecount.recount(
+                source: source, options: migration.scope, projectIds: migration.projectIds, into: &keys)
+            return (recount, try await compareKeys(ledger: ledger, migrationId: migrationId, keys: &keys))
+        }
         checks.append(
             VerificationCheck(
                 .source, "source: selected projects exist", expected: "\(migration.projectIds.count)",
@@ -114,7 +125,7 @@ public struct MigrationVerification: Sendable {
                 matches: recount.missingProjects.isEmpty,
                 detail: "the source has no project with id "
                     + recount.missingProjects.map(String.init).joined(separator: ", ")))
-        let counts = recount.counts
+        let counts = keys.sourceCounts
         for (label, category, count) in [
             ("customers", ScopeCategory.customer, counts.customers),
             ("licensed users", .licensedUser, counts.licensedUsers), ("formers", .former, counts.formers),
@@ -137,7 +148,7 @@ public struct MigrationVerification: Sendable {
                     .source, "source: project \(project.key) in scope (customers/licensed users/formers)",
                     expected: describe(expected), found: describe(found), matches: expected == found))
         }
-        checks.append(try await compareKeys(ledger: ledger, migrationId: migrationId, recount: &recount))
+        checks.append(keys.check)
 
         // (b) The ledger's own bookkeeping.
         let missing = try await ledger.missingWork(migrationId: migrationId, limit: sampleSize)
@@ -237,55 +248,89 @@ public struct MigrationVerification: Sendable {
         "\(counts.customers)/\(counts.licensedUsers)/\(counts.formers)"
     }
 
-    /// Compares the ledger's in-scope keys, page by page, with the recount (which it consumes).
-    static func compareKeys(ledger: Ledger, migrationId: String, recount: inout ScopeRecount) async throws
-        -> VerificationCheck
-    {
-        let expectedCount = recount.counts.total
+    /// The recount's keys and the ledger's scope, compared.
+    struct KeyComparison {
+        /// The recount's distinct keys per category (a key counts in the first category it came in).
+        var sourceCounts = ScopeCounts()
+        /// The ledger's scope rows.
         var claimed = 0
-        var unexpected: [String] = []
-        var unexpectedCount = 0
-        var otherCategory: [String] = []
-        var otherCategoryCount = 0
+        var neverClaimed = 0
+        var neverClaimedKeys = SmallestValues(limit: sampleSize)
+        var unexpected = 0
+        var unexpectedKeys = SmallestValues(limit: sampleSize)
+        var otherCategory = 0
+        var otherCategoryKeys = SmallestValues(limit: sampleSize)
+
+        var check: VerificationCheck {
+            var problems: [String] = []
+            if neverClaimed > 0 {
+                problems.append(
+                    "\(neverClaimed) in the source's scope but never claimed: "
+                        + neverClaimedKeys.values.joined(separator: ", "))
+            }
+            if unexpected > 0 {
+                problems.append(
+                    "\(unexpected) claimed but not in the source's scope: "
+                        + unexpectedKeys.values.joined(separator: ", "))
+            }
+            if otherCategory > 0 {
+                problems.append(
+                    "\(otherCategory) claimed in another category: " + otherCategoryKeys.values.joined(separator: ", "))
+            }
+            return VerificationCheck(
+                .source, "source: in-scope user keys", expected: "\(sourceCounts.total) keys", found: "\(claimed) keys",
+                matches: problems.isEmpty, detail: problems.joined(separator: "; "))
+        }
+    }
+
+    /// The side of the ledger's records in the keys ``compareKeys(ledger:migrationId:keys:)`` reads.
+    static let ledgerSide: UInt8 = 1
+
+    /// Adds the ledger's in-scope keys, page by page, to the recount's `keys`, then compares the
+    /// two one bucket at a time.
+    static func compareKeys(ledger: Ledger, migrationId: String, keys: inout KeyedRecords) async throws
+        -> KeyComparison
+    {
         var after: String? = nil
         let pageSize = 10_000
         // Bounded: each page starts after the last key of the previous one, and a short page ends it.
         while true {
             let page = try await ledger.scopeEntries(migrationId: migrationId, afterUserKey: after, limit: pageSize)
-            for entry in page {
-                claimed += 1
-                switch recount.remove(entry.userKey) {
-                case nil:
-                    unexpectedCount += 1
-                    if unexpected.count < sampleSize { unexpected.append(entry.userKey) }
-                case let category? where category != entry.category:
-                    otherCategoryCount += 1
-                    if otherCategory.count < sampleSize { otherCategory.append(entry.userKey) }
-                default:
-                    break
-                }
-            }
+            for entry in page { try keys.append(entry.userKey, side: ledgerSide, entry.category.rawValue) }
             guard page.count == pageSize, let last = page.last?.userKey else { break }
             after = last
         }
-        let neverClaimed = recount.remainingKeys
-        var problems: [String] = []
-        if !neverClaimed.isEmpty {
-            problems.append(
-                "\(neverClaimed.count) in the source's scope but never claimed: "
-                    + neverClaimed.prefix(sampleSize).joined(separator: ", "))
+        try keys.finish()
+        var comparison = KeyComparison()
+        for bucket in 0..<keys.bucketCount {
+            for (key, records) in try keys.records(inBucket: bucket) {
+                let recounted = try records.first { $0.side == ScopeRecount.sourceSide }.map(category)
+                let claims = try records.filter { $0.side == ledgerSide }.map(category)
+                comparison.claimed += claims.count
+                if let recounted {
+                    comparison.sourceCounts.add(recounted)
+                    if claims.isEmpty {
+                        comparison.neverClaimed += 1
+                        comparison.neverClaimedKeys.offer(key)
+                    }
+                } else if !claims.isEmpty {
+                    comparison.unexpected += claims.count
+                    comparison.unexpectedKeys.offer(key)
+                }
+                if let recounted, claims.contains(where: { $0 != recounted }) {
+                    comparison.otherCategory += 1
+                    comparison.otherCategoryKeys.offer(key)
+                }
+            }
         }
-        if unexpectedCount > 0 {
-            problems.append(
-                "\(unexpectedCount) claimed but not in the source's scope: " + unexpected.joined(separator: ", "))
+        return comparison
+    }
+
+    private static func category(_ record: KeyedRecords.Record) throws -> ScopeCategory {
+        guard let category = record.fields.first.flatMap(ScopeCategory.init(rawValue:)) else {
+            throw PipelineError(.invalidState, "verify's scratch record of \(record.key) has no category")
         }
-        if otherCategoryCount > 0 {
-            problems.append(
-                "\(otherCategoryCount) claimed in another category: " + otherCategory.joined(separator: ", "))
-        }
-        return VerificationCheck(
-            .source, "source: in-scope user keys", expected: "\(expectedCount) keys", found: "\(claimed) keys",
-            matches: problems.isEmpty, detail: problems.joined(separator: "; "))
+        return category
     }
 
     static func siteChecks(_ audit: SiteAudit) -> [VerificationCheck] {

@@ -5,60 +5,26 @@ import JSMSource
 /// messages, the workers' claims or the aggregator: `verify`'s independent answer to "which
 /// identities should this migration have taken?".
 public struct ScopeRecount: Sendable {
-    /// Customers in scope, by user key.
-    public private(set) var customers: Set<String> = []
-    /// Licensed users in scope, by user key.
-    public private(set) var licensedUsers: Set<String> = []
-    /// Formers in scope, by user key.
-    public private(set) var formers: Set<String> = []
     /// Each selected project's own counts, by project id.
     public private(set) var perProject: [Int64: ScopeCounts] = [:]
     /// Selected project ids the source no longer has.
     public private(set) var missingProjects: [Int64] = []
 
-    /// The counts per category.
-    public var counts: ScopeCounts {
-        ScopeCounts(customers: customers.count, licensedUsers: licensedUsers.count, formers: formers.count)
-    }
-
-    /// The category a user key is in scope as, or `nil`.
-    public func category(of userKey: String) -> ScopeCategory? {
-        if customers.contains(userKey) { return .customer }
-        if licensedUsers.contains(userKey) { return .licensedUser }
-        if formers.contains(userKey) { return .former }
-        return nil
-    }
-
-    mutating func insert(_ userKey: String, as category: ScopeCategory) {
-        // An identity is counted once, in the first category it is found in (the rules give each
-        // identity one category, so this only matters if the source changes during the recount).
-        guard self.category(of: userKey) == nil else { return }
-        switch category {
-        case .customer: customers.insert(userKey)
-        case .licensedUser: licensedUsers.insert(userKey)
-        case .former: formers.insert(userKey)
-        }
-    }
-
-    /// Removes and returns the category of `userKey`: the recount is consumed while it is compared
-    /// with the ledger's keys, so what remains afterwards is what the ledger never claimed.
-    mutating func remove(_ userKey: String) -> ScopeCategory? {
-        if customers.remove(userKey) != nil { return .customer }
-        if licensedUsers.remove(userKey) != nil { return .licensedUser }
-        if formers.remove(userKey) != nil { return .former }
-        return nil
-    }
-
-    /// What remains, by key.
-    var remainingKeys: [String] { (customers.union(licensedUsers).union(formers)).sorted() }
+    /// The side of the source's records in the keys ``recount(source:options:projectIds:into:)``
+    /// writes (the ledger's are another).
+    static let sourceSide: UInt8 = 0
 
     /// Recounts the scope of a migration with these options and selected project ids.
     ///
     /// Each selected project's references are read with ``JiraSource/relatedIdentities(of:)`` and
     /// classified in chunks of ``JiraSource/maximumKeysPerLookup``; the `all` options stream every
-    /// classified identity and the request reporters. Memory: the sets of in-scope user keys.
-    public static func recount(
-        source: JiraSource, options: ScopeOptions, projectIds: [Int64]
+    /// classified identity and the request reporters. Every in-scope user key goes to `keys`
+    /// (``sourceSide``, its category), once per claim: a key may come several times, and its first
+    /// category is the one it counts in (the rules give each identity one category, so this only
+    /// matters if the source changes during the recount). Memory: one project's references at a
+    /// time, and the request reporters with `--customers all`.
+    static func recount(
+        source: JiraSource, options: ScopeOptions, projectIds: [Int64], into keys: inout KeyedRecords
     ) async throws -> ScopeRecount {
         var recount = ScopeRecount()
         let byId = Dictionary(try await source.projects().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
@@ -76,17 +42,20 @@ public struct ScopeRecount: Sendable {
             }
             let references = firstRole.map { IdentityReference(userKey: $0.key, role: $0.value) }
             var identities: [String: ServerIdentity] = [:]
-            let keys = firstRole.keys.sorted()
-            for slice in keys.chunked(JiraSource.maximumKeysPerLookup) {
+            let referenced = firstRole.keys.sorted()
+            for slice in referenced.chunked(JiraSource.maximumKeysPerLookup) {
                 let chunk = Array(slice)
                 for classified in try await source.classify(userKeys: chunk, classifier: classifier) {
                     identities[classified.identity.userKey] = classified.identity
                 }
             }
             let scope = selection.projectScope(for: project, references: references, identities: identities)
-            for key in scope.customers { recount.insert(key, as: .customer) }
-            for key in scope.licensedUsers { recount.insert(key, as: .licensedUser) }
-            for key in scope.formers { recount.insert(key, as: .former) }
+            for (category, inScope) in [
+                (ScopeCategory.customer, scope.customers), (.licensedUser, scope.licensedUsers),
+                (.former, scope.formers),
+            ] {
+                for key in inScope { try keys.append(key, side: sourceSide, category.rawValue) }
+            }
             recount.perProject[project.id] = scope.counts
         }
         guard options.customers == .all || options.users == .all else { return recount }
@@ -98,7 +67,7 @@ public struct ScopeRecount: Sendable {
             let identity = classified.identity
             let isReporter = reporters.contains(identity.userKey)
             if let category = selection.categoryWithoutReference(identity, isRequestReporter: isReporter) {
-                recount.insert(identity.userKey, as: category)
+                try keys.append(identity.userKey, side: sourceSide, category.rawValue)
             }
         }
         return recount

@@ -60,22 +60,30 @@ public struct SiteAudit: Sendable, Hashable {
 
     /// Reads the site and compares it with the migration's mappings in `ledger`.
     ///
-    /// Memory: the migration's mapped account ids, and while listing the (type, email) pairs the
-    /// site holds; no account row is kept beyond that.
+    /// Memory: one page of mappings (``mappingPageSize``) or of the listing at a time, and one
+    /// bucket of a ``VerifyScratch`` when comparing: the listed accounts, the mapped accounts and
+    /// the (type, email) pairs go to scratch files as they are read.
     ///
-    /// - Parameter listingPath: the local listing's path; tests name one the site lacks to see
-    ///   how a real Atlassian site is checked.
+    /// - Parameters:
+    ///   - listingPath: the local listing's path; tests name one the site lacks to see how a real
+    ///     Atlassian site is checked.
+    ///   - mappingPageSize, scratchBuckets: tests make them small to cross their boundaries.
     public static func audit(
         ledger: Ledger, migrationId: String, site: SiteLocation, lookupLimit: Int = SiteAudit.lookupLimit,
         bulkLookupSize: Int = SiteAudit.bulkLookupSize, logger: Logger = Logger(label: "jsm.verify"),
-        listingPath: String = SiteAudit.localListingPath
+        listingPath: String = SiteAudit.localListingPath, mappingPageSize: Int = SiteAudit.mappingPageSize,
+        scratchBuckets: Int? = nil
     ) async throws -> SiteAudit {
         let client = AtlassianCloudSite.makeHTTPClient(for: site.configuration)
         do {
             let reader = SiteReader(client: client, site: site, listingPath: listingPath)
-            let audit = try await audit(
-                ledger: ledger, migrationId: migrationId, reader: reader, lookupLimit: lookupLimit,
-                bulkLookupSize: bulkLookupSize, logger: logger)
+            let audit = try await VerifyScratch.with(bucketCount: scratchBuckets ?? VerifyScratch.defaultBuckets) {
+                scratch in
+                var audit = Audit(
+                    ledger: ledger, migrationId: migrationId, reader: reader, scratch: scratch,
+                    pageSize: max(1, mappingPageSize))
+                return try await audit.run(lookupLimit: lookupLimit, bulkLookupSize: bulkLookupSize, logger: logger)
+            }
             try await client.shutdown()
             return audit
         } catch {
@@ -84,148 +92,195 @@ public struct SiteAudit: Sendable, Hashable {
         }
     }
 
-    private static func audit(
-        ledger: Ledger, migrationId: String, reader: SiteReader, lookupLimit: Int, bulkLookupSize: Int,
-        logger: Logger
-    ) async throws -> SiteAudit {
-        let firstPage = try await reader.listingPage(cursor: nil)
-        guard let firstPage else {
-            let count = try await ledger.accountMappingCount(migrationId: migrationId)
-            guard count <= lookupLimit else {
-                return SiteAudit(
-                    method: .skipped(
-                        reason: "the site has no /_local/v1/accounts listing (a real Atlassian site) and the migration "
-                            + "maps \(count) accounts, more than the \(lookupLimit) verify looks up"),
-                    mappedAccounts: count, foundAccounts: 0, wrongType: 0, missingUserKeys: [], wrongTypeUserKeys: [],
-                    siteAccounts: nil, duplicateAccounts: 0, duplicateAccountIds: [])
-            }
-            logger.info(
-                "the site has no local listing; looking up the mapped accounts in bulk", metadata: ["count": "\(count)"]
-            )
-            return try await lookUp(
-                ledger: ledger, migrationId: migrationId, reader: reader, bulkSize: bulkLookupSize)
-        }
-        var expected = try await expectedAccounts(ledger: ledger, migrationId: migrationId)
-        let mapped = expected.values.reduce(0) { $0 + $1.userKeys.count }
+    /// Mapping rows read from the ledger at a time.
+    public static let mappingPageSize = 10_000
+
+    /// One audit's reads and tallies.
+    private struct Audit {
+        let ledger: Ledger
+        let migrationId: String
+        let reader: SiteReader
+        let pageSize: Int
+        /// Per account id: the site's account (side 0: its type) and the mappings to it (side 1:
+        /// the mapped type, the user key).
+        var accounts: KeyedRecords
+        /// Per (account type, email): the ids of the site's accounts (side 0).
+        var emails: KeyedRecords
+        var mapped = 0
         var found = 0
         var wrongType = 0
-        var wrongTypeKeys: [String] = []
-        var listed = 0
-        var seen = Set<String>()
+        var missingKeys = SmallestValues(limit: sampleSize)
+        var wrongTypeKeys = SmallestValues(limit: sampleSize)
         var duplicates = 0
-        var duplicateIds: [String] = []
-        var page = firstPage
-        var pages = 0
-        // Bounded: at most a billion accounts' worth of pages, and the cursor must move on every page.
-        while pages < 1_000_000 {
-            pages += 1
-            for account in page.accounts {
-                listed += 1
-                let type = CloudAccountType(rawValue: account.accountType)
-                if let mapping = expected.removeValue(forKey: account.accountId) {
-                    found += mapping.userKeys.count
-                    if type != mapping.type {
-                        wrongType += mapping.userKeys.count
-                        wrongTypeKeys += mapping.userKeys.prefix(sampleSize - min(sampleSize, wrongTypeKeys.count))
+        var duplicateIds = SmallestValues(limit: sampleSize)
+
+        static let siteSide: UInt8 = 0
+        static let mappingSide: UInt8 = 1
+
+        init(ledger: Ledger, migrationId: String, reader: SiteReader, scratch: VerifyScratch, pageSize: Int) {
+            self.ledger = ledger
+            self.migrationId = migrationId
+            self.reader = reader
+            self.pageSize = pageSize
+            accounts = scratch.records("accounts")
+            emails = scratch.records("emails")
+        }
+
+        mutating func run(lookupLimit: Int, bulkLookupSize: Int, logger: Logger) async throws -> SiteAudit {
+            guard let firstPage = try await reader.listingPage(cursor: nil) else {
+                let count = try await ledger.accountMappingCount(migrationId: migrationId)
+                guard count <= lookupLimit else {
+                    return SiteAudit(
+                        method: .skipped(
+                            reason: "the site has no /_local/v1/accounts listing (a real Atlassian site) and the "
+                                + "migration maps \(count) accounts, more than the \(lookupLimit) verify looks up"),
+                        mappedAccounts: count, foundAccounts: 0, wrongType: 0, missingUserKeys: [],
+                        wrongTypeUserKeys: [], siteAccounts: nil, duplicateAccounts: 0, duplicateAccountIds: [])
+                }
+                logger.info(
+                    "the site has no local listing; looking up the mapped accounts in bulk",
+                    metadata: ["count": "\(count)"])
+                try await lookUp(bulkSize: bulkLookupSize)
+                try countDuplicates()
+                return result(.accountLookups, listed: nil)
+            }
+            let listed = try await list(from: firstPage)
+            var cursor = MappingCursor()
+            while let mappings = try await nextMappings(&cursor) {
+                for mapping in mappings {
+                    guard let accountId = mapping.accountId else { continue }
+                    try accounts.append(
+                        accountId, side: Self.mappingSide, mapping.accountType?.rawValue ?? "", mapping.userKey)
+                }
+            }
+            try accounts.finish()
+            for bucket in 0..<accounts.bucketCount {
+                for (_, records) in try accounts.records(inBucket: bucket) {
+                    let account = records.first { $0.side == Self.siteSide }
+                    for mapping in records where mapping.side == Self.mappingSide {
+                        tally(mapping: mapping.fields, siteType: account.map { $0.fields.first ?? "" })
                     }
                 }
-                let email = account.emailAddress.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-                if !seen.insert(account.accountType + " " + email).inserted {
-                    duplicates += 1
-                    if duplicateIds.count < sampleSize { duplicateIds.append(account.accountId) }
+            }
+            try countDuplicates()
+            return result(.localListing, listed: listed)
+        }
+
+        /// Writes every account of the local listing to `accounts` and `emails`; returns how many.
+        private mutating func list(from firstPage: SiteReader.ListingPage) async throws -> Int {
+            var listed = 0
+            var page = firstPage
+            var pages = 0
+            // Bounded: at most a billion accounts' worth of pages, and the cursor must move on every page.
+            while pages < 1_000_000 {
+                pages += 1
+                for account in page.accounts {
+                    listed += 1
+                    try accounts.append(account.accountId, side: Self.siteSide, account.accountType)
+                    try recordEmail(account.emailAddress, type: account.accountType, accountId: account.accountId)
+                }
+                guard let cursor = page.nextCursor else { break }
+                guard let next = try await reader.listingPage(cursor: cursor) else {
+                    throw PipelineError(
+                        .invalidState, "the site stopped serving /_local/v1/accounts in the middle of a listing")
+                }
+                if next.nextCursor == cursor {
+                    throw PipelineError(.invalidState, "the site's /_local/v1/accounts cursor does not advance")
+                }
+                page = next
+            }
+            return listed
+        }
+
+        /// Looks each page's mapped accounts up on a site without a listing, `bulkSize` ids per
+        /// request and a bounded number of requests at a time.
+        private mutating func lookUp(bulkSize: Int) async throws {
+            let width = max(1, min(16, reader.site.maxConcurrentRequests))
+            let reader = self.reader
+            var cursor = MappingCursor()
+            while let mappings = try await nextMappings(&cursor) {
+                let asked = Set(mappings.compactMap(\.accountId))
+                var answered: [String: SiteReader.User] = [:]
+                try await asked.sorted().chunked(bulkSize).map(Array.init).boundedConcurrentForEach(
+                    limit: width, { try await reader.users(accountIds: $0) }
+                ) { users in
+                    // The site answers only for ids it was asked about; any other is not counted as found.
+                    for user in users where answered[user.accountId] == nil && asked.contains(user.accountId) {
+                        answered[user.accountId] = user
+                    }
+                }
+                for mapping in mappings {
+                    guard let accountId = mapping.accountId else { continue }
+                    let user = answered[accountId]
+                    tally(
+                        mapping: [mapping.accountType?.rawValue ?? "", mapping.userKey],
+                        siteType: user.map { $0.accountType ?? "" })
+                }
+                // An account answered on two pages (several keys merged into it) is written twice;
+                // the duplicate count reads distinct ids.
+                for user in answered.values {
+                    try recordEmail(user.emailAddress ?? "", type: user.accountType ?? "", accountId: user.accountId)
                 }
             }
-            guard let cursor = page.nextCursor else { break }
-            guard let next = try await reader.listingPage(cursor: cursor) else {
-                throw PipelineError(
-                    .invalidState, "the site stopped serving /_local/v1/accounts in the middle of a listing")
-            }
-            if next.nextCursor == cursor {
-                throw PipelineError(.invalidState, "the site's /_local/v1/accounts cursor does not advance")
-            }
-            page = next
         }
-        let missingKeys = Array(expected.values.flatMap(\.userKeys).sorted().prefix(sampleSize))
-        return SiteAudit(
-            method: .localListing, mappedAccounts: mapped, foundAccounts: found, wrongType: wrongType,
-            missingUserKeys: missingKeys, wrongTypeUserKeys: wrongTypeKeys.sorted(), siteAccounts: listed,
-            duplicateAccounts: duplicates, duplicateAccountIds: duplicateIds)
-    }
 
-    /// A mapped account: its type and the user keys mapped to it (several when merged).
-    struct ExpectedAccount {
-        var type: CloudAccountType?
-        var userKeys: [String]
-    }
-
-    /// The migration's `created` and `linked` mappings by account id, read page by page.
-    private static func expectedAccounts(ledger: Ledger, migrationId: String) async throws -> [String: ExpectedAccount]
-    {
-        var expected: [String: ExpectedAccount] = [:]
-        var after: String? = nil
-        let pageSize = 10_000
-        // Bounded: each page starts after the last key of the previous one, and a short page ends it.
-        while true {
-            let page = try await ledger.accountMappings(migrationId: migrationId, afterUserKey: after, limit: pageSize)
-            for mapping in page {
-                guard let accountId = mapping.accountId else { continue }
-                expected[accountId, default: ExpectedAccount(type: mapping.accountType, userKeys: [])].userKeys.append(
-                    mapping.userKey)
-            }
-            guard page.count == pageSize, let last = page.last?.userKey else { break }
-            after = last
+        /// Where the reading of the mappings stands.
+        struct MappingCursor {
+            var after: String? = nil
+            var done = false
         }
-        return expected
-    }
 
-    /// Looks the mapped accounts up on a site without a listing, `bulkSize` ids per request and a
-    /// bounded number of requests at a time.
-    private static func lookUp(ledger: Ledger, migrationId: String, reader: SiteReader, bulkSize: Int) async throws
-        -> SiteAudit
-    {
-        var expected = try await expectedAccounts(ledger: ledger, migrationId: migrationId)
-        let mapped = expected.values.reduce(0) { $0 + $1.userKeys.count }
-        let requests = expected.keys.sorted().chunked(bulkSize).map(Array.init)
-        let width = max(1, min(16, reader.site.maxConcurrentRequests))
-        var foundRows = 0
-        var wrongType = 0
-        var wrongTypeKeys: [String] = []
-        // Per (account type, email): the smallest account id; every other is a duplicate.
-        var owners: [String: String] = [:]
-        var duplicateIds: [String] = []
-        // Each answer is checked as it arrives and only its findings are kept: at 1M mapped accounts,
-        // keeping the answers until the end had peaked at 1.08 GB.
-        func check(_ users: [SiteReader.User]) {
-            for user in users {
-                // The site answers only for ids it was asked about; any other is not counted as found.
-                guard let mapping = expected.removeValue(forKey: user.accountId) else { continue }
-                foundRows += mapping.userKeys.count
-                if CloudAccountType(rawValue: user.accountType ?? "") != mapping.type {
-                    wrongType += mapping.userKeys.count
-                    wrongTypeKeys += mapping.userKeys
+        /// The next page of the migration's mappings that hold an account, `nil` once all are read.
+        /// Bounded: each page starts after the last key of the previous one, and a short page ends it.
+        private mutating func nextMappings(_ cursor: inout MappingCursor) async throws -> [MappingRecord]? {
+            guard !cursor.done else { return nil }
+            let page = try await ledger.accountMappings(
+                migrationId: migrationId, afterUserKey: cursor.after, limit: pageSize)
+            cursor.after = page.last?.userKey
+            cursor.done = page.count < pageSize || cursor.after == nil
+            mapped += page.filter { $0.accountId != nil }.count
+            return page.isEmpty ? nil : page
+        }
+
+        /// Counts one mapping row ([mapped type, user key]) against the site's account (its type),
+        /// `nil` when the site lacks it.
+        private mutating func tally(mapping fields: [String], siteType: String?) {
+            let userKey = fields.count > 1 ? fields[1] : ""
+            guard let siteType else {
+                missingKeys.offer(userKey)
+                return
+            }
+            found += 1
+            if CloudAccountType(rawValue: siteType) != CloudAccountType(rawValue: fields.first ?? "") {
+                wrongType += 1
+                wrongTypeKeys.offer(userKey)
+            }
+        }
+
+        private mutating func recordEmail(_ address: String, type: String, accountId: String) throws {
+            let email = address.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            guard !email.isEmpty else { return }
+            try emails.append(type + " " + email, side: Self.siteSide, accountId)
+        }
+
+        /// Per (type, email), every account id but the smallest is a duplicate.
+        private mutating func countDuplicates() throws {
+            try emails.finish()
+            for bucket in 0..<emails.bucketCount {
+                for (_, records) in try emails.records(inBucket: bucket) where records.count > 1 {
+                    let ids = Set(records.compactMap(\.fields.first)).sorted()
+                    duplicates += ids.count - 1
+                    for id in ids.dropFirst() { duplicateIds.offer(id) }
                 }
-                guard let email = user.emailAddress?.trimmingCharacters(in: .whitespacesAndNewlines).lowercased(),
-                    !email.isEmpty
-                else { continue }
-                let key = (user.accountType ?? "") + " " + email
-                guard let owner = owners[key] else {
-                    owners[key] = user.accountId
-                    continue
-                }
-                duplicateIds.append(max(owner, user.accountId))
-                owners[key] = min(owner, user.accountId)
             }
         }
-        try await requests.boundedConcurrentForEach(limit: width, { try await reader.users(accountIds: $0) }) {
-            check($0)
+
+        private func result(_ method: Method, listed: Int?) -> SiteAudit {
+            SiteAudit(
+                method: method, mappedAccounts: mapped, foundAccounts: found, wrongType: wrongType,
+                missingUserKeys: missingKeys.values, wrongTypeUserKeys: wrongTypeKeys.values, siteAccounts: listed,
+                duplicateAccounts: duplicates, duplicateAccountIds: duplicateIds.values)
         }
-        let missingKeys = expected.values.flatMap(\.userKeys)
-        duplicateIds.sort()
-        return SiteAudit(
-            method: .accountLookups, mappedAccounts: mapped, foundAccounts: foundRows, wrongType: wrongType,
-            missingUserKeys: Array(missingKeys.sorted().prefix(sampleSize)),
-            wrongTypeUserKeys: Array(wrongTypeKeys.sorted().prefix(sampleSize)), siteAccounts: nil,
-            duplicateAccounts: duplicateIds.count, duplicateAccountIds: Array(duplicateIds.prefix(sampleSize)))
     }
 }
 
