@@ -65,7 +65,7 @@ struct SourceScope {
         let claimsAll = options.customers == .all || options.users == .all
         guard claimsAll || groups else { return }
         var reporters = Set<String>()
-        if claimsAll {
+        if selection.needsRequestReporters {
             for try await key in source.requestReporters() { reporters.insert(key) }
         }
         var groupNames: [String: GroupCandidate] = [:]

@@ -199,7 +199,7 @@ public struct MigrationProducer: Sendable {
         guard claimsAll || groups else { return (ScopeCounts(), 0) }
         let selection = try ScopeSelection(options: scope, projects: [])
         var reporters = Set<String>()
-        if claimsAll {
+        if selection.needsRequestReporters {
             for try await key in source.requestReporters() { reporters.insert(key) }
         }
         let classifier = try await source.loadClassifier()

@@ -147,6 +147,27 @@ struct ScopeTests {
         #expect(scope.formers.isEmpty)
     }
 
+    @Test("the request reporters are needed only by --customers all without --include-requestless")
+    func requestReportersNeeded() throws {
+        var needing: [String] = []
+        for customers in [CustomerScope.all, .related, .none] {
+            for users in [UserScope.all, .related, .none] {
+                for requestless in customers == .all ? [false, true] : [false] {
+                    let options = ScopeOptions(customers: customers, includeRequestless: requestless, users: users)
+                    let selection = try ScopeSelection(options: options, projects: [])
+                    let answersDiffer = Self.identities.values.contains { identity in
+                        selection.categoryWithoutReference(identity, isRequestReporter: true)
+                            != selection.categoryWithoutReference(identity, isRequestReporter: false)
+                    }
+                    // Skipping the reporters must never change a category; needing them must be real.
+                    #expect(answersDiffer == selection.needsRequestReporters, "\(options)")
+                    if selection.needsRequestReporters { needing.append("\(customers) \(users) \(requestless)") }
+                }
+            }
+        }
+        #expect(needing == ["all all false", "all related false", "all none false"])
+    }
+
     @Test("Migrating in advance: no projects, --users all")
     func migrateInAdvance() throws {
         let selection = try ScopeSelection(options: ScopeOptions(customers: .none, users: .all), projects: [])

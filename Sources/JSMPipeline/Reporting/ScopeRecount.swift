@@ -22,7 +22,7 @@ public struct ScopeRecount: Sendable {
     /// (``sourceSide``, its category), once per claim: a key may come several times, and its first
     /// category is the one it counts in (the rules give each identity one category, so this only
     /// matters if the source changes during the recount). Memory: one project's references at a
-    /// time, and the request reporters with `--customers all`.
+    /// time, and the request reporters with `--customers all` without `--include-requestless`.
     static func recount(
         source: JiraSource, options: ScopeOptions, projectIds: [Int64], into keys: inout KeyedRecords
     ) async throws -> ScopeRecount {
@@ -60,7 +60,7 @@ public struct ScopeRecount: Sendable {
         }
         guard options.customers == .all || options.users == .all else { return recount }
         var reporters = Set<String>()
-        if options.customers == .all {
+        if selection.needsRequestReporters {
             for try await reporter in source.requestReporters() { reporters.insert(reporter) }
         }
         for try await classified in source.classifiedIdentities(classifier: classifier) {
