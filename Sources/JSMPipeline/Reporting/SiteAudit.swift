@@ -158,7 +158,9 @@ public struct SiteAudit: Sendable, Hashable {
                 for (_, records) in try accounts.records(inBucket: bucket) {
                     let account = records.first { $0.side == Self.siteSide }
                     for mapping in records where mapping.side == Self.mappingSide {
-                        tally(mapping: mapping.fields, siteType: account.map { $0.fields.first ?? "" })
+                        tally(
+                            userKey: mapping.fields.count > 1 ? mapping.fields[1] : "",
+                            mappedType: mapping.fields.first ?? "", siteType: account.map { $0.fields.first ?? "" })
                     }
                 }
             }
@@ -211,10 +213,9 @@ public struct SiteAudit: Sendable, Hashable {
                 }
                 for mapping in mappings {
                     guard let accountId = mapping.accountId else { continue }
-                    let user = answered[accountId]
                     tally(
-                        mapping: [mapping.accountType?.rawValue ?? "", mapping.userKey],
-                        siteType: user.map { $0.accountType ?? "" })
+                        userKey: mapping.userKey, mappedType: mapping.accountType?.rawValue ?? "",
+                        siteType: answered[accountId].map { $0.accountType ?? "" })
                 }
                 // An account answered on two pages (several keys merged into it) is written twice;
                 // the duplicate count reads distinct ids.
@@ -242,16 +243,15 @@ public struct SiteAudit: Sendable, Hashable {
             return page.isEmpty ? nil : page
         }
 
-        /// Counts one mapping row ([mapped type, user key]) against the site's account (its type),
-        /// `nil` when the site lacks it.
-        private mutating func tally(mapping fields: [String], siteType: String?) {
-            let userKey = fields.count > 1 ? fields[1] : ""
+        /// Counts one mapping row (its user key and mapped type) against the site's account (its
+        /// type), `nil` when the site lacks it.
+        private mutating func tally(userKey: String, mappedType: String, siteType: String?) {
             guard let siteType else {
                 missingKeys.offer(userKey)
                 return
             }
             found += 1
-            if CloudAccountType(rawValue: siteType) != CloudAccountType(rawValue: fields.first ?? "") {
+            if CloudAccountType(rawValue: siteType) != CloudAccountType(rawValue: mappedType) {
                 wrongType += 1
                 wrongTypeKeys.offer(userKey)
             }
