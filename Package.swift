@@ -65,6 +65,7 @@ let package = Package(
             name: "JSMSource",
             dependencies: [
                 "JSMDomain",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),

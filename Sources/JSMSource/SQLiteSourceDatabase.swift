@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import SQLiteNIO
 
 /// A Jira database in an SQLite file (the embedded default for demos and tests).
@@ -54,7 +55,7 @@ public final class SQLiteSourceDatabase: StreamingSQLDatabase {
         let database = SQLiteSourceDatabase(path: path, logger: logger, threadPool: pool, mapMiB: max(0, mapMiB))
         // Fail now, not on the first read, when the file cannot be opened.
         let connection = try await database.connect()
-        try await connection.close()
+        try await connection.closeEvenIfCancelled()
         return database
     }
 
@@ -77,7 +78,7 @@ public final class SQLiteSourceDatabase: StreamingSQLDatabase {
             do {
                 _ = try await connection.query("PRAGMA mmap_size = \(mapMiB * 1024 * 1024)")
             } catch {
-                try? await connection.close()
+                try? await connection.closeEvenIfCancelled()
                 throw error
             }
         }
@@ -106,7 +107,7 @@ public final class SQLiteSourceDatabase: StreamingSQLDatabase {
                 }
                 // Closed before the reader hears the end, so a source closed right after a read
                 // never outlives one of its connections.
-                try? await connection.close()
+                try? await connection.closeEvenIfCancelled()
                 pipe.finish(failure)
                 running.end()
             }
@@ -120,10 +121,10 @@ public final class SQLiteSourceDatabase: StreamingSQLDatabase {
         do {
             _ = try await connection.query(sql, [])
         } catch {
-            try? await connection.close()
+            try? await connection.closeEvenIfCancelled()
             throw error
         }
-        try await connection.close()
+        try await connection.closeEvenIfCancelled()
     }
 
     /// The SQLite value of a neutral one.
@@ -313,5 +314,16 @@ final class RowPipe: @unchecked Sendable {
         condition.broadcast()
         condition.unlock()
         reader?.resume(throwing: CancellationError())
+    }
+}
+
+extension SQLiteConnection {
+    /// Closes the connection even when the calling task is cancelled, as an interrupted dry run's
+    /// is. The async `close()` runs through `NIOThreadPool.runIfActive`, which drops the work of a
+    /// cancelled task with a `CancellationError`; the connection then stays open and traps in its
+    /// deinit. The future-based close does not look at the task.
+    public func closeEvenIfCancelled() async throws {
+        let closed: EventLoopFuture<Void> = close()
+        try await closed.get()
     }
 }

@@ -112,14 +112,14 @@ public final class SQLiteFixtureWriter: JiraFixtureWriter {
         _ = try await connection.query("PRAGMA synchronous=NORMAL", [])
         _ = try await connection.query("ANALYZE", [])
         openConnection = nil
-        try await connection.close()
+        try await connection.closeEvenIfCancelled()
     }
 
     /// Closes the connection without committing.
     public func abandon() async {
         guard let connection = openConnection else { return }
         openConnection = nil
-        try? await connection.close()
+        try? await connection.closeEvenIfCancelled()
     }
 
     static func data(_ value: SQLValue) -> SQLiteData {
