@@ -106,11 +106,15 @@ extension Ledger {
     /// its own mapping (a `LATERAL` subquery, as ``priorMappingsSelect(_:)`` does): as a plain join,
     /// planned with the statistics of a mapping table analysed while nearly empty, it read every
     /// mapping of the site for each statement of 500 claims (psql, 200,000 mappings: 184 ms against
-    /// a few). SQLite probes the key.
+    /// a few). SQLite probes the key, and fails the statement without undoing its earlier rows on a
+    /// NOT NULL or CHECK violation (`OR FAIL`; the transaction is rolled back then anyway): with no
+    /// foreign key on the table either (schema version 10), SQLite opens no statement journal.
     static func claimInsert(_ dialect: SQLDialect) -> String {
         let mapped: String
+        let insert: String
         switch dialect {
         case .postgres:
+            insert = "INSERT"
             // LIMIT 1 keeps PostgreSQL from turning the subquery back into that join (the key is
             // the primary key, so it drops nothing).
             mapped = """
@@ -120,13 +124,14 @@ extension Ledger {
                     LIMIT 1) m ON true
                 """
         case .sqlite:
+            insert = "INSERT OR FAIL"
             mapped = """
                 LEFT JOIN ledger_mappings m ON m.site_id = $4 AND m.server_user_key = u.user_key
                     AND m.outcome IN ('created', 'linked')
                 """
         }
         return """
-             INSERT INTO ledger_scope (migration_id, user_key, identity_class, identity_kind, user_name,
+             \(insert) INTO ledger_scope (migration_id, user_key, identity_class, identity_kind, user_name,
                 display_name, raw_email, normalized_email, directory_id, directory_position, active,
                 first_project_id, claimed_at_ms, outcome, flags, settled_at_claim)
             SELECT $1, u.user_key, u.identity_class, u.identity_kind, u.user_name, u.display_name,

@@ -91,6 +91,12 @@ public final class Ledger: Sendable {
     /// program is refused rather than misread.
     @discardableResult
     public func migrateSchema() async throws(LedgerError) -> SchemaMigrationReport {
+        try await migrateSchema(through: LedgerSchema.currentVersion)
+    }
+
+    /// Applies the versions up to `lastVersion` only: tests build an older ledger with it.
+    @discardableResult
+    func migrateSchema(through lastVersion: Int64) async throws(LedgerError) -> SchemaMigrationReport {
         let dialect = database.dialect
         let schema = (database as? PostgresLedgerDatabase)?.configuration.schema
         let now = self.now()
@@ -114,9 +120,14 @@ public final class Ledger: Sendable {
                         + "\(LedgerSchema.currentVersion): upgrade jsm-migrate before using this ledger")
             }
             var applied: [Int64] = []
-            for migration in LedgerSchema.migrations where migration.version > installed {
+            for migration in LedgerSchema.migrations
+            where migration.version > installed && migration.version <= lastVersion {
                 for statement in migration.statements where migration.dialects.contains(dialect) {
                     try await session.execute(dialect.ddl(statement), [])
+                }
+                if dialect == .sqlite {
+                    try await SQLiteTableEdit.apply(
+                        migration.sqliteTableEdits, version: migration.version, in: session)
                 }
                 try await session.execute(
                     "INSERT INTO ledger_schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",

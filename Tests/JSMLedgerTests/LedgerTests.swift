@@ -13,7 +13,7 @@ struct LedgerTests {
             #expect(try await ledger.schemaVersion() == 0)
             let first = try await ledger.migrateSchema()
             #expect(first.applied == LedgerSchema.migrations.map(\.version))
-            #expect(first.applied == [1, 2, 3, 4, 5, 6, 7, 8, 9])
+            #expect(first.applied == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
             #expect(first.currentVersion == LedgerSchema.currentVersion)
             // Versions 7 and 9 are PostgreSQL's alone: SQLite is recorded at them and keeps version
             // 6's email order; PostgreSQL's names no column a worker's outcome update writes.
@@ -27,6 +27,8 @@ struct LedgerTests {
             #expect(emailOrder?.contains("outcome IS NULL") == (backend == .sqlite))
             #expect(emailOrder?.contains("batch_id IS NULL") == (backend == .postgres))
             #expect(emailOrder?.contains("settled_at_claim IS NULL") == (backend == .postgres))
+            // Version 10 is SQLite's alone: its scope has no foreign key to the migrations.
+            #expect(try await scopeReferencesMigrations(ledger) == (backend == .postgres))
             let second = try await ledger.migrateSchema()
             #expect(second.applied.isEmpty)
             #expect(try await ledger.schemaVersion() == LedgerSchema.currentVersion)
@@ -37,6 +39,62 @@ struct LedgerTests {
             #expect(error?.code == .schemaTooNew)
             #expect(error?.isRetriable == false)
             #expect(error?.message.contains("99") == true)
+        }
+    }
+
+    @Test("an SQLite ledger at version 9 drops the scope's key to its migration at 10 and keeps its rows")
+    func sqliteScopeForeignKeyDropped() async throws {
+        try await withTestLedger(.sqlite, migrateSchema: false) { ledger in
+            #expect(try await ledger.migrateSchema(through: 9).currentVersion == 9)
+            #expect(try await scopeReferencesMigrations(ledger))
+            _ = try await ledger.createOrResumeMigration(definition("m1"))
+            let claimed = try await ledger.claimScope(
+                migrationId: "m1", projectId: Projects.helpdesk.id,
+                identities: [People.customer("ann", "ann@example.com"), People.agent("cat", "cat@example.com")])
+            #expect(claimed.newlyClaimed == ScopeCounts(customers: 1, licensedUsers: 1))
+
+            #expect(try await ledger.migrateSchema().applied == [10])
+            #expect(try await scopeReferencesMigrations(ledger) == false)
+            let checks = try await ledger.database.transaction("check", readOnly: true) { session in
+                (
+                    integrity: try await session.first("PRAGMA integrity_check", [])?.text(0),
+                    references: try await session.first(
+                        "SELECT COUNT(DISTINCT id) FROM pragma_foreign_key_list('ledger_project_references')", []
+                    )?.int(0),
+                    scope: try await session.first("SELECT COUNT(*) FROM ledger_scope", [])?.int(0)
+                )
+            }
+            #expect(checks.integrity == "ok")
+            #expect(checks.references == 2, "the references keep their keys to the scope and the projects")
+            #expect(checks.scope == 2)
+            // Claims go on after the upgrade, and count each identity once as before.
+            let after = try await ledger.claimScope(
+                migrationId: "m1", projectId: Projects.helpdesk.id,
+                identities: [People.customer("ann", "ann@example.com"), People.customer("bob", "bob@example.com")])
+            #expect(after.newlyClaimed == ScopeCounts(customers: 1))
+            let missing = await #expect(throws: LedgerError.self) {
+                try await ledger.claimScope(
+                    migrationId: "nope", identities: [People.customer("bob", "bob@example.com")])
+            }
+            #expect(missing?.code == .notFound, "the claim itself refuses a migration that does not exist")
+        }
+    }
+
+    @Test("an SQLite ledger whose scope definition was edited by hand is refused at version 10, unchanged")
+    func sqliteEditedScopeRefused() async throws {
+        try await withTestLedger(.sqlite, migrateSchema: false) { ledger in
+            try await ledger.migrateSchema(through: 9)
+            // Someone dropped the key already, by the same documented procedure.
+            try await ledger.database.transaction("edit") { session in
+                try await SQLiteTableEdit.apply(
+                    [
+                        SQLiteTableEdit(
+                            table: "ledger_scope", replacing: "REFERENCES ledger_migrations (migration_id),", with: ",")
+                    ], version: 0, in: session)
+            }
+            let error = await #expect(throws: LedgerError.self) { try await ledger.migrateSchema() }
+            #expect(error?.message.contains("table ledger_scope does not contain") == true)
+            #expect(try await ledger.schemaVersion() == 9)
         }
     }
 
@@ -493,4 +551,22 @@ private func expectUntouched(_ ledger: Ledger, _ migrationId: String, _ batchId:
     #expect(batch.attempts == 0)
     #expect(try await ledger.mappingCount(siteId: "site-a") == 0)
     #expect(try await ledger.totals(migrationId: migrationId).overall.accountedFor == 0)
+}
+
+/// Whether the scope's rows have a foreign key to their migration.
+private func scopeReferencesMigrations(_ ledger: Ledger) async throws -> Bool {
+    try await ledger.database.transaction("keys", readOnly: true) { session in
+        switch session.dialect {
+        case .sqlite:
+            return try await session.query("PRAGMA foreign_key_list(ledger_scope)", []).contains {
+                try $0.text(2) == "ledger_migrations"
+            }
+        case .postgres:
+            return try await session.first(
+                """
+                SELECT COUNT(*) FROM pg_constraint
+                WHERE conrelid = 'ledger_scope'::regclass AND confrelid = 'ledger_migrations'::regclass
+                """, [])?.int(0) == 1
+        }
+    }
 }
