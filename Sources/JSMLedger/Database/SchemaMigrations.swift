@@ -350,12 +350,12 @@ enum LedgerSchema {
             statements: [],
             // An immediate foreign key makes SQLite open a statement journal for every multi-row
             // INSERT, copying each page the statement touches first, so that a violation can undo
-            // the statement alone. The claims insert a million rows 500 at a time: with the key
-            // and `INSERT OR FAIL` (which needs no undo for NOT NULL and CHECK), a 1M re-run's
-            // `jsm-migrate start` took 32.5-33.8 s in four runs against 34.8-40.1 s, its system time
-            // 3.1-3.5 s against 5.5-6.6 s. The only writer of scope rows, the claim, reads its migration in the same
-            // transaction and refuses one that does not exist, and no migration is ever deleted.
-            // A deferred key still cost as much. PostgreSQL keeps the key.
+            // the statement alone. The claims insert a million rows 500 at a time: without the key
+            // and with `INSERT OR FAIL` (which needs no undo for NOT NULL and CHECK), a 1M re-run's
+            // `jsm-migrate start` took 32.5-33.8 s in four runs against 34.8-40.1 s, its system
+            // time 3.1-3.5 s against 5.5-6.6 s. The only writer of scope rows, the claim, reads its
+            // migration in the same transaction and refuses one that does not exist, and no
+            // migration is ever deleted. A deferred key cost as much. PostgreSQL keeps the key.
             sqliteTableEdits: [
                 SQLiteTableEdit(
                     table: "ledger_scope",
