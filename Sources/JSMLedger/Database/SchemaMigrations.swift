@@ -26,7 +26,11 @@ struct SQLiteTableEdit: Sendable {
 
     static func apply(_ edits: [SQLiteTableEdit], version: Int64, in session: any LedgerSession) async throws {
         guard !edits.isEmpty else { return }
-        let schemaVersion = try await session.first("PRAGMA schema_version", [])?.int(0) ?? 0
+        // The new version must be above every connection's cached one: never guess it.
+        guard let schemaVersion = try await session.first("PRAGMA schema_version", [])?.int(0) else {
+            throw LedgerError(
+                .database, operation: "migrateSchema", "schema version \(version): SQLite returned no schema_version")
+        }
         try await session.execute("PRAGMA writable_schema = ON", [])
         do {
             for edit in edits {
