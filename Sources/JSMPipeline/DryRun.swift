@@ -69,7 +69,9 @@ struct SourceScope {
             for try await key in source.requestReporters() { reporters.insert(key) }
         }
         var groupNames: [String: GroupCandidate] = [:]
-        for try await classified in source.classifiedIdentities(classifier: classifier) {
+        // Only identities with a directory user: the others are formers, which `all` never takes
+        // and which have no groups.
+        for try await classified in source.classifiedDirectoryUsers(classifier: classifier) {
             // An interrupted dry run stops here rather than at the end of a pass over millions.
             try Task.checkCancellation()
             let identity = classified.identity

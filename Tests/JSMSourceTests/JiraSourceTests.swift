@@ -179,6 +179,36 @@ struct JiraSourceTests {
         #expect(error?.missing.allSatisfy { $0.column == nil } == true)
     }
 
+    @Test(
+        "the directory users' stream is the whole stream less the formers with no source rows",
+        arguments: Backend.allCases)
+    func directoryUsersOnly(backend: Backend) async throws {
+        let (all, directory) = try await withTestDatabase(backend) { test in
+            try await EdgeCaseFixture.write(to: test.writer)
+            let source = test.source
+            let classifier = try await source.loadClassifier()
+            var all: [ClassifiedIdentity] = []
+            for try await classified in source.classifiedIdentities(classifier: classifier) { all.append(classified) }
+            var directory: [ClassifiedIdentity] = []
+            for try await classified in source.classifiedDirectoryUsers(classifier: classifier) {
+                directory.append(classified)
+            }
+            return (all, directory)
+        }
+        // The same identities, in the same order, with the same anomalies and groups, up to where
+        // the directory users end.
+        #expect(directory.count < all.count, "the fixture has app users and references with no directory user")
+        #expect(Array(all.prefix(directory.count)) == directory)
+        // What the shorter stream leaves out can never be claimed by `--customers all` or
+        // `--users all`, nor give a group: deleted, without anomaly or group.
+        let left = all.dropFirst(directory.count)
+        #expect(left.allSatisfy { $0.identity.kind == .deleted && $0.anomalies.isEmpty && $0.directGroupIds.isEmpty })
+        let selection = try ScopeSelection(
+            options: ScopeOptions(customers: .all, includeRequestless: true, users: .all), projects: [])
+        #expect(left.allSatisfy { selection.categoryWithoutReference($0.identity, isRequestReporter: true) == nil })
+        #expect(Set(directory.map(\.identity.userKey)).isDisjoint(with: left.map(\.identity.userKey)))
+    }
+
     @Test("a reader that stops early releases the statement", arguments: Backend.allCases)
     func abandonedStream(backend: Backend) async throws {
         let counts = try await withTestDatabase(backend) { test in

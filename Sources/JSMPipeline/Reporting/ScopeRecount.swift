@@ -63,7 +63,9 @@ public struct ScopeRecount: Sendable {
         if selection.needsRequestReporters {
             for try await reporter in source.requestReporters() { reporters.insert(reporter) }
         }
-        for try await classified in source.classifiedIdentities(classifier: classifier) {
+        // Only identities with a directory user: the others are formers, which `all` never takes
+        // and which have no groups.
+        for try await classified in source.classifiedDirectoryUsers(classifier: classifier) {
             let identity = classified.identity
             let isReporter = reporters.contains(identity.userKey)
             if let category = selection.categoryWithoutReference(identity, isRequestReporter: isReporter) {
