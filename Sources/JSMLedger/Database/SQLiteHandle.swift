@@ -74,7 +74,15 @@ final class SQLiteHandle: @unchecked Sendable {
     /// Runs `sql` (written with `$N` parameters, see ``SQLDialect/statement(_:)``) with `binds` and
     /// returns its rows.
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
-        try await Self.run(on: queue) { try self.runStatement(sql, binds) }
+        try await Self.run(on: queue) { try self.runStatement(sql, leading: [], binds) }
+    }
+
+    /// Runs the statements one after the other in one turn of the connection's queue, each with
+    /// `leading` then its own values bound, and returns each one's rows; stops at the first failure.
+    func queryEach(_ statements: [BoundStatement], leading: [SQLValue]) async throws -> [[SQLRow]] {
+        try await Self.run(on: queue) {
+            try statements.map { try self.runStatement($0.sql, leading: leading, $0.binds) }
+        }
     }
 
     /// How many prepared statements are kept and how much program memory they hold.
@@ -101,15 +109,19 @@ final class SQLiteHandle: @unchecked Sendable {
 
     // MARK: - On the queue
 
-    private func runStatement(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
+    private func runStatement(_ sql: String, leading: [SQLValue], _ binds: [SQLValue]) throws -> [SQLRow] {
         guard let database else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the connection is closed") }
         let statement = try prepared(sql, database)
         defer {
             sqlite_nio_sqlite3_reset(statement)
             sqlite_nio_sqlite3_clear_bindings(statement)
         }
-        for (index, value) in binds.enumerated() {
+        for (index, value) in leading.enumerated() {
             let code = Self.bind(value, at: Int32(index + 1), statement)
+            guard code == SQLITE_OK else { throw failure(code, database) }
+        }
+        for (index, value) in binds.enumerated() {
+            let code = Self.bind(value, at: Int32(leading.count + index + 1), statement)
             guard code == SQLITE_OK else { throw failure(code, database) }
         }
         var rows: [SQLRow] = []

@@ -150,6 +150,10 @@ private struct SQLiteSession: LedgerSession {
     func execute(_ sql: String, _ binds: [SQLValue]) async throws {
         _ = try await connection.query(sql, binds)
     }
+
+    func queryEach(_ statements: [BoundStatement], leading: [SQLValue]) async throws -> [[SQLRow]] {
+        try await connection.queryEach(statements, leading: leading)
+    }
 }
 
 /// A first-come, first-served lock for async code: SQLite transactions on one connection must
