@@ -226,15 +226,35 @@ extension Ledger {
         let scopeCount = try scope?.int(0) ?? 0
         // A first migration settles nothing at claim time: no need to list its emails (1.3 s at 1 M).
         if scopeCount > (try undecided?.int(0) ?? 0) {
-            try await session.execute(
+            // `target` and `rows` let SQLite read the rows its own way (below).
+            func returnToBatches(_ target: String, rows: String) -> String {
                 """
-                UPDATE ledger_scope SET outcome = NULL, flags = NULL, settled_at_claim = NULL
-                WHERE migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
+                UPDATE \(target) SET outcome = NULL, flags = NULL, settled_at_claim = NULL
+                WHERE \(rows)migration_id = $1 AND outcome = 'already_migrated' AND normalized_email <> ''
                   AND normalized_email IN (
                       SELECT o.normalized_email FROM ledger_scope o
                       WHERE o.migration_id = $1 AND \(awaitingCut(session.dialect, alias: "o"))
                         AND o.normalized_email <> '')
-                """, [.text(migrationId)])
+                """
+            }
+            switch session.dialect {
+            case .postgres:
+                try await session.execute(returnToBatches("ledger_scope", rows: ""), [.text(migrationId)])
+            case .sqlite:
+                // Every settled row is read. Through the primary key's index each is a lookup of
+                // its table row in key order (1.6-2.1 s at 1M in sqlite3); in rowid order between
+                // the migration's first and last rows (its claims are written together, so few
+                // rows of other migrations lie between) they are one sequential pass: 0.8 s, and
+                // 0.2 s for the bounds, read from the same index.
+                if let bounds = try await session.first(
+                    "SELECT MIN(rowid), MAX(rowid) FROM ledger_scope WHERE migration_id = $1", [.text(migrationId)]),
+                    let first = bounds.optionalInt(0), let last = bounds.optionalInt(1)
+                {
+                    try await session.execute(
+                        returnToBatches("ledger_scope NOT INDEXED", rows: "rowid BETWEEN $2 AND $3 AND "),
+                        [.text(migrationId), .int(first), .int(last)])
+                }
+            }
         }
         try await assignBatches(
             session, migrationId: migrationId, batchSize: batchSize, pageSize: pageSize, atMost: scopeCount)

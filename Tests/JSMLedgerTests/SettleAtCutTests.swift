@@ -48,4 +48,56 @@ struct SettleAtCutTests {
             #expect(attention.map(\.userKey) == ["b"] && attention.first?.flags == .disabled)
         }
     }
+
+    @Test(
+        "the cut returns an email group to the batches when another migration's claims lie among its rows",
+        arguments: Backend.allCases)
+    func settleAtCutAmongOtherClaims(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            _ = try await ledger.createOrResumeMigration(definition("first", projects: []))
+            let a = People.customer("a", "x@example.com")
+            let c = People.agent("c", "y@example.com")
+            try await ledger.claimScope(migrationId: "first", identities: [a, c])
+            _ = try await ledger.advanceToMigratePhase(migrationId: "first")
+            for batch in try await ledger.batches(migrationId: "first") {
+                let content = try await ledger.loadIdentityBatch(migrationId: "first", batchId: batch.batchId)
+                _ = try await ledger.completeBatch(
+                    migrationId: "first", batchId: batch.batchId, mappings: content.identities.map(createdMapping),
+                    result: [1])
+            }
+            // Two later migrations claim in turns, so that each one's rows lie among the other's
+            // (SQLite reads the settled rows between a migration's first and last row). Only the
+            // third has d, who shares c's email and has no account yet.
+            _ = try await ledger.createOrResumeMigration(definition("second", projects: [], batchSize: 10))
+            _ = try await ledger.createOrResumeMigration(definition("third", projects: [], batchSize: 10))
+            let d = People.customer("d", "y@example.com")
+            try await ledger.claimScope(migrationId: "third", identities: [a])
+            try await ledger.claimScope(migrationId: "second", identities: [a])
+            try await ledger.claimScope(migrationId: "second", identities: [c])
+            try await ledger.claimScope(migrationId: "third", identities: [c])
+            try await ledger.claimScope(migrationId: "second", identities: [People.agent("e", "e@example.com")])
+            try await ledger.claimScope(migrationId: "third", identities: [d])
+
+            guard case .advanced(let third) = try await ledger.advanceToMigratePhase(migrationId: "third") else {
+                Issue.record("the third migration did not advance")
+                return
+            }
+            #expect(third.settledAtCut == 1 && third.identityCount == 2 && third.batchCount == 1)
+            let batch = try #require(try await ledger.batches(migrationId: "third").first)
+            let content = try await ledger.loadIdentityBatch(migrationId: "third", batchId: batch.batchId)
+            #expect(content.identities.map(\.userKey) == ["c", "d"])
+
+            // The second migration's c, between the third's rows, keeps its settlement.
+            guard case .advanced(let second) = try await ledger.advanceToMigratePhase(migrationId: "second") else {
+                Issue.record("the second migration did not advance")
+                return
+            }
+            #expect(second.settledAtCut == 2 && second.identityCount == 1 && second.batchCount == 1)
+            let secondBatch = try #require(try await ledger.batches(migrationId: "second").first)
+            let secondContent = try await ledger.loadIdentityBatch(
+                migrationId: "second", batchId: secondBatch.batchId)
+            #expect(secondContent.identities.map(\.userKey) == ["e"])
+            #expect(try await ledger.settledAtCut(migrationId: "second") == [.customer: 1, .licensedUser: 1])
+        }
+    }
 }
