@@ -11,21 +11,13 @@ struct SettleAtCutTests {
     func settleAtCut(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
             // An earlier migration on site-a maps a and b (one email) and c.
-            _ = try await ledger.createOrResumeMigration(definition("first", projects: []))
             let a = People.customer("a", "x@example.com")
             var b = People.customer("b", "X@example.com", directoryPosition: 2)
             b = ServerIdentity(
                 userKey: b.userKey, userName: b.userName, displayName: b.displayName, rawEmail: b.rawEmail,
                 directoryId: b.directoryId, directoryPosition: b.directoryPosition, isActive: false, kind: b.kind)
             let c = People.agent("c", "y@example.com")
-            try await ledger.claimScope(migrationId: "first", identities: [a, b, c])
-            _ = try await ledger.advanceToMigratePhase(migrationId: "first")
-            for batch in try await ledger.batches(migrationId: "first") {
-                let content = try await ledger.loadIdentityBatch(migrationId: "first", batchId: batch.batchId)
-                _ = try await ledger.completeBatch(
-                    migrationId: "first", batchId: batch.batchId, mappings: content.identities.map(createdMapping),
-                    result: [1])
-            }
+            try await migrateFirst(ledger, [a, b, c])
 
             // The second migration adds d, who shares c's email but has no account yet.
             _ = try await ledger.createOrResumeMigration(definition("second", projects: [], batchSize: 10))
@@ -54,17 +46,9 @@ struct SettleAtCutTests {
         arguments: Backend.allCases)
     func settleAtCutAmongOtherClaims(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
-            _ = try await ledger.createOrResumeMigration(definition("first", projects: []))
             let a = People.customer("a", "x@example.com")
             let c = People.agent("c", "y@example.com")
-            try await ledger.claimScope(migrationId: "first", identities: [a, c])
-            _ = try await ledger.advanceToMigratePhase(migrationId: "first")
-            for batch in try await ledger.batches(migrationId: "first") {
-                let content = try await ledger.loadIdentityBatch(migrationId: "first", batchId: batch.batchId)
-                _ = try await ledger.completeBatch(
-                    migrationId: "first", batchId: batch.batchId, mappings: content.identities.map(createdMapping),
-                    result: [1])
-            }
+            try await migrateFirst(ledger, [a, c])
             // Two later migrations claim in turns, so that each one's rows lie among the other's
             // (SQLite reads the settled rows between a migration's first and last row). Only the
             // third has d, who shares c's email and has no account yet.
@@ -98,6 +82,20 @@ struct SettleAtCutTests {
                 migrationId: "second", batchId: secondBatch.batchId)
             #expect(secondContent.identities.map(\.userKey) == ["e"])
             #expect(try await ledger.settledAtCut(migrationId: "second") == [.customer: 1, .licensedUser: 1])
+        }
+    }
+
+    /// Migration "first" claims `identities` and every batch completes with a created account,
+    /// so that later migrations on the site find them mapped.
+    private func migrateFirst(_ ledger: Ledger, _ identities: [ServerIdentity]) async throws {
+        _ = try await ledger.createOrResumeMigration(definition("first", projects: []))
+        try await ledger.claimScope(migrationId: "first", identities: identities)
+        _ = try await ledger.advanceToMigratePhase(migrationId: "first")
+        for batch in try await ledger.batches(migrationId: "first") {
+            let content = try await ledger.loadIdentityBatch(migrationId: "first", batchId: batch.batchId)
+            _ = try await ledger.completeBatch(
+                migrationId: "first", batchId: batch.batchId, mappings: content.identities.map(createdMapping),
+                result: [1])
         }
     }
 }
