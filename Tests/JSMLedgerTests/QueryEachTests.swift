@@ -10,20 +10,16 @@ struct QueryEachTests {
     func inOrder(backend: Backend) async throws {
         try await withTestLedger(backend) { ledger in
             let rows = try await ledger.database.transaction("queryEach") { session in
-                // A table of the ledger's own, kept out of the way: the scope's references would
-                // need a migration and a project.
+                // A temporary table of the test's own: the ledger's tables would need a migration
+                // and its rows first.
                 try await session.execute(
                     "CREATE TEMPORARY TABLE each_probe (tag TEXT NOT NULL, n BIGINT NOT NULL)", [])
+                let insert =
+                    "INSERT INTO each_probe (tag, n) VALUES ($1, CAST($2 AS BIGINT) + CAST($3 AS BIGINT)) RETURNING n"
                 let answers = try await session.queryEach(
                     [
-                        BoundStatement(
-                            sql:
-                                "INSERT INTO each_probe (tag, n) VALUES ($1, CAST($2 AS BIGINT) + CAST($3 AS BIGINT)) RETURNING n",
-                            binds: [.int(1)]),
-                        BoundStatement(
-                            sql:
-                                "INSERT INTO each_probe (tag, n) VALUES ($1, CAST($2 AS BIGINT) + CAST($3 AS BIGINT)) RETURNING n",
-                            binds: [.int(2)]),
+                        BoundStatement(sql: insert, binds: [.int(1)]),
+                        BoundStatement(sql: insert, binds: [.int(2)]),
                         // Sees both rows above: the statements ran one after the other, in order.
                         BoundStatement(
                             sql:
