@@ -377,23 +377,6 @@ extension Ledger {
         }
     }
 
-    /// Identities the cut settled `already_migrated` without a batch, per category: what the
-    /// aggregator adds to the replies' totals (no reply will ever carry them). Empty before the cut.
-    public func settledAtCut(migrationId: String) async throws(LedgerError) -> [ScopeCategory: Int] {
-        try await database.transaction("settledAtCut", readOnly: true) { session in
-            var counts: [ScopeCategory: Int] = [:]
-            for row in try await session.query(
-                """
-                SELECT identity_class, COUNT(*) FROM ledger_scope
-                WHERE migration_id = $1 AND batch_id IS NULL AND outcome IS NOT NULL GROUP BY identity_class
-                """, [.text(migrationId)])
-            {
-                if let category = ScopeCategory(rawValue: try row.text(0)) { counts[category] = Int(try row.int(1)) }
-            }
-            return counts
-        }
-    }
-
     static func requireMigration(_ session: any LedgerSession, _ id: String, operation: String) async throws {
         guard try await session.first("SELECT 1 FROM ledger_migrations WHERE migration_id = $1", [.text(id)]) != nil
         else { throw LedgerError(.notFound, operation: operation, "no migration \(id)") }

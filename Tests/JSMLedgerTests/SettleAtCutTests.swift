@@ -31,7 +31,7 @@ struct SettleAtCutTests {
             let batch = try #require(try await ledger.batches(migrationId: "second").first)
             let content = try await ledger.loadIdentityBatch(migrationId: "second", batchId: batch.batchId)
             #expect(content.identities.map(\.userKey) == ["c", "d"])
-            #expect(try await ledger.settledAtCut(migrationId: "second") == [.customer: 2])
+            #expect(try await ledger.settledOutsideBatches(migrationId: "second").decidedByCategory == [.customer: 2])
             let totals = try await ledger.totals(migrationId: "second")
             #expect(totals.byCategory[.customer]?.alreadyMigrated == 2)
             #expect(totals.byCategory[.customer]?.pending == 1 && totals.byCategory[.licensedUser]?.pending == 1)
@@ -81,7 +81,64 @@ struct SettleAtCutTests {
             let secondContent = try await ledger.loadIdentityBatch(
                 migrationId: "second", batchId: secondBatch.batchId)
             #expect(secondContent.identities.map(\.userKey) == ["e"])
-            #expect(try await ledger.settledAtCut(migrationId: "second") == [.customer: 1, .licensedUser: 1])
+            #expect(
+                try await ledger.settledOutsideBatches(migrationId: "second").decidedByCategory == [
+                    .customer: 1, .licensedUser: 1,
+                ])
+        }
+    }
+
+    @Test(
+        "the rows outside batches, counted once after the cut, and a recount of the batched rows give the whole recount",
+        arguments: Backend.allCases)
+    func totalsFromRowsOutsideBatches(backend: Backend) async throws {
+        try await withTestLedger(backend) { ledger in
+            let a = People.customer("a", "x@example.com")
+            let c = People.agent("c", "y@example.com")
+            try await migrateFirst(ledger, [a, c])
+            // The first migration's rows are all batched: nothing to count outside them.
+            let first = try await ledger.settledOutsideBatches(migrationId: "first")
+            #expect(first.isEmpty && first.decidedWithoutMapping == 0)
+            #expect(
+                try await ledger.totals(migrationId: "first", outsideBatches: first)
+                    == ledger.totals(migrationId: "first"))
+
+            _ = try await ledger.createOrResumeMigration(definition("second", projects: [], batchSize: 10))
+            let d = People.customer("d", "z@example.com")
+            try await ledger.claimScope(migrationId: "second", identities: [a, c, d])
+            // Before the cut every row is outside the batches and none is final.
+            let early = await #expect(throws: LedgerError.self) {
+                try await ledger.settledOutsideBatches(migrationId: "second")
+            }
+            #expect(early?.code == .invalidRequest)
+            _ = try await ledger.advanceToMigratePhase(migrationId: "second")
+
+            let part = try await ledger.settledOutsideBatches(migrationId: "second")
+            #expect(part.byCategory[.customer]?.alreadyMigrated == 1 && part.byCategory[.customer]?.inScope == 1)
+            #expect(part.byCategory[.licensedUser]?.alreadyMigrated == 1 && part.decidedWithoutMapping == 0)
+            // d waits in its batch, then is created: the batched rows are read again each time.
+            let whole = try await ledger.totals(migrationId: "second")
+            #expect(whole.byCategory[.customer]?.pending == 1)
+            #expect(try await ledger.totals(migrationId: "second", outsideBatches: part) == whole)
+            try await completeAllBatches(ledger, "second")
+            let done = try await ledger.totals(migrationId: "second")
+            #expect(done.byCategory[.customer]?.created == 1 && done.overall.pending == 0)
+            #expect(try await ledger.totals(migrationId: "second", outsideBatches: part) == done)
+            #expect(try await ledger.settledOutsideBatches(migrationId: "second") == part)
+
+            // A settled row whose mapping row went missing is named by the part's own probe.
+            try await ledger.database.transaction("break a mapping") { session in
+                try await session.execute("DELETE FROM ledger_mappings WHERE server_user_key = 'a'", [])
+            }
+            let broken = try await ledger.settledOutsideBatches(migrationId: "second")
+            #expect(broken.decidedWithoutMapping == 1)
+            #expect(try await ledger.totals(migrationId: "second", outsideBatches: broken).decidedWithoutMapping == 1)
+            #expect(try await ledger.totals(migrationId: "second").decidedWithoutMapping == 1)
+
+            let foreign = await #expect(throws: LedgerError.self) {
+                try await ledger.totals(migrationId: "first", outsideBatches: part)
+            }
+            #expect(foreign?.code == .invalidRequest)
         }
     }
 

@@ -362,6 +362,29 @@ public struct LedgerTotals: Sendable, Hashable {
     }
 }
 
+/// The totals of the scope rows a migration's cut left outside every batch: the identities the
+/// claims settled (an earlier migration mapped them on the site). No worker writes those rows and
+/// no claim adds any after the cut, and a mapping that holds an account is never overwritten, so
+/// these totals, read once after the cut, stay true for the rest of the migration (see
+/// ``Ledger/settledOutsideBatches(migrationId:)``).
+public struct SettledOutsideBatches: Sendable, Hashable {
+    /// The migration they belong to.
+    public let migrationId: String
+    /// Per category.
+    public let byCategory: [ScopeCategory: OutcomeTally]
+    /// Decided identities among them without a mapping row on the migration's site (should be 0).
+    public let decidedWithoutMapping: Int
+
+    /// Whether the cut left no row outside the batches (a first migration).
+    public var isEmpty: Bool { byCategory.values.allSatisfy { $0.inScope == 0 } }
+
+    /// The decided identities per category (those with no outcome counted out), as the
+    /// aggregator adds them to the replies' totals: no reply will ever carry them.
+    public var decidedByCategory: [ScopeCategory: Int] {
+        byCategory.compactMapValues { $0.accountedFor == 0 ? nil : $0.accountedFor }
+    }
+}
+
 /// What keeps the invariant from holding, named so that an operator can act.
 public struct MissingWork: Sendable, Hashable {
     /// Identity batches not done (pending, parked or discarded), by sequence.
