@@ -176,6 +176,11 @@ public actor MigrationAggregator {
     private var finishing: Set<String> = []
     /// How many times each migration's verdict was recounted from the ledger (for tests).
     private(set) var recounts: [String: Int] = [:]
+    /// The totals of each migration's rows outside the batches, read once after its cut (they
+    /// never change then) while the workers settle the batches: the verdict adds them to the
+    /// replies' tally, and its recount reads only the batched rows. A task, so that every path
+    /// shares one read.
+    private var outsideBatches: [String: Task<SettledOutsideBatches, any Error>] = [:]
     /// When the ledger first showed every batch ended while some replies were still on their way.
     private var awaitingReplies: [String: ContinuousClock.Instant] = [:]
     /// How long replies may lag behind the ledger before the stored results stand in for them
@@ -331,6 +336,12 @@ public actor MigrationAggregator {
         _ migrationId: String, method: RPCMethod, publisher: BatchPublisher, add: (inout ReplyTally) -> Bool
     ) async throws {
         try await seedIfNeeded(migrationId)
+        // Not while this aggregator publishes the migration's batches: one SQLite connection runs
+        // one transaction at a time, and the read (seconds at a million identities) would hold
+        // back the workers' batches.
+        if !publishing.contains(migrationId), try await record(migrationId)?.phase == .migrate {
+            startReadingOutsideBatches(migrationId)
+        }
         guard add(&tallies[migrationId, default: ReplyTally()]) else {
             Counter(
                 label: PipelineMetrics.replies, dimensions: [("method", method.rawValue), ("outcome", "duplicate")]
@@ -376,6 +387,7 @@ public actor MigrationAggregator {
                 continue
             }
             try await publish(migration, publisher)
+            startReadingOutsideBatches(id)
             try await seedIfNeeded(id)
             try await finishIfEnded(migration)
         }
@@ -395,6 +407,7 @@ public actor MigrationAggregator {
         case .alreadyAdvanced:
             if let migration = try await ledger.migration(migrationId) {
                 try await publish(migration, publisher)
+                startReadingOutsideBatches(migrationId)
                 onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, try await batchCount(migrationId))
             }
         case .projectsPending:
@@ -420,14 +433,33 @@ public actor MigrationAggregator {
 
     /// After a restart, counts the batches the ledger completed before, from their stored results.
     private func seedIfNeeded(_ migrationId: String, force: Bool = false) async throws {
-        if tallies[migrationId]?.settledCounted != true, try await record(migrationId)?.phase == .migrate {
-            let settled = try await ledger.settledAtCut(migrationId: migrationId)
-            tallies[migrationId, default: ReplyTally()].addSettledAtCut(settled)
-        }
         guard seeded.insert(migrationId).inserted || force else { return }
         for method in LedgerBatch.allMethods {
             try await seed(migrationId, method: method, state: .done)
             try await seed(migrationId, method: method, state: .discarded)
+        }
+    }
+
+    /// Starts reading the rows a migration's cut left outside the batches, unless a read is done
+    /// or under way; returns that read. Only once the migration is past its cut.
+    @discardableResult
+    private func startReadingOutsideBatches(_ migrationId: String) -> Task<SettledOutsideBatches, any Error> {
+        if let known = outsideBatches[migrationId] { return known }
+        let ledger = self.ledger
+        let read = Task { try await ledger.settledOutsideBatches(migrationId: migrationId) }
+        outsideBatches[migrationId] = read
+        return read
+    }
+
+    /// The migration's rows outside the batches (``Ledger/settledOutsideBatches(migrationId:)``),
+    /// read once per migration; after a failed read the next call reads again.
+    private func settledOutsideBatches(_ migrationId: String) async throws -> SettledOutsideBatches {
+        let read = startReadingOutsideBatches(migrationId)
+        do {
+            return try await read.value
+        } catch {
+            if outsideBatches[migrationId] == read { outsideBatches[migrationId] = nil }
+            throw error
         }
     }
 
@@ -499,7 +531,12 @@ public actor MigrationAggregator {
     private func makeVerdict(_ migration: MigrationRecord, state: MigrationState) async throws -> AggregatorVerdict {
         recounts[migration.id, default: 0] += 1
         try await seedIfNeeded(migration.id)
-        let totals = try await ledger.totals(migrationId: migration.id)
+        // The rows outside the batches were counted once after the cut; only the batched ones are
+        // read again (a re-run of 1M identities: 2.9 s to recount them all). No reply carries the
+        // rows outside the batches: the tally takes them from the same count, once.
+        let outside = try await settledOutsideBatches(migration.id)
+        tallies[migration.id, default: ReplyTally()].addSettledAtCut(outside.decidedByCategory)
+        let totals = try await ledger.totals(migrationId: migration.id, outsideBatches: outside)
         let groupTotals = try await ledger.groupTotals(migrationId: migration.id)
         let tally = tallies[migration.id] ?? ReplyTally()
         let matches = ScopeCategory.allCases.allSatisfy { category in
