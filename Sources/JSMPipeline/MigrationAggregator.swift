@@ -386,8 +386,11 @@ public actor MigrationAggregator {
                 try await advanceIfReady(id, publisher: publisher)
                 continue
             }
+            // The read first: whoever cut the scope publishes its batches (this publishing only
+            // catches what a crash left behind), and the read then runs while the workers settle
+            // them. Not while this aggregator publishes them (its reply path cut the scope).
+            if !publishing.contains(id) { startReadingOutsideBatches(id) }
             try await publish(migration, publisher)
-            startReadingOutsideBatches(id)
             try await seedIfNeeded(id)
             try await finishIfEnded(migration)
         }
@@ -395,6 +398,8 @@ public actor MigrationAggregator {
 
     private func advanceIfReady(_ migrationId: String, publisher: BatchPublisher) async throws {
         let advance = try await ledger.advanceToMigratePhase(migrationId: migrationId)
+        // Another process cut the scope and publishes its batches: the read need not wait for ours.
+        if case .alreadyAdvanced = advance { startReadingOutsideBatches(migrationId) }
         switch advance {
         case .advanced(let cut):
             logger.notice(
