@@ -347,6 +347,15 @@ public actor MigrationAggregator {
                 label: PipelineMetrics.replies, dimensions: [("method", method.rawValue), ("outcome", "duplicate")]
             )
             .increment()
+            // The first reply after the cut counts the batches done so far from their stored
+            // results, and those replies are duplicates then: when that count took in the last
+            // batch, the end is reached here, not at the next periodic check (seconds later).
+            if verdicts[migrationId] == nil,
+                tallies[migrationId]?.batches.count ?? 0 == (try await batchCount(migrationId)),
+                let current = try await ledger.migration(migrationId)
+            {
+                try await finishIfEnded(current)
+            }
             return
         }
         Counter(label: PipelineMetrics.replies, dimensions: [("method", method.rawValue), ("outcome", "counted")])
