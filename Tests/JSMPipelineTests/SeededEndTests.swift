@@ -22,8 +22,10 @@ extension EndToEndTests {
                     try await aggregator.run(connection: connection, until: name, checkInterval: .seconds(3_600))
                 }
                 group.addTask {
-                    // The aggregator's first look at the ledger comes before the migration exists.
-                    try await Task.sleep(for: .seconds(1))
+                    // The aggregator's first look at the ledger (a consumer, then one query: milliseconds)
+                    // comes before the migration exists; if it came after, the reply would be counted
+                    // as new and the duplicate check below would fail rather than pass unexercised.
+                    try await Task.sleep(for: .seconds(3))
                     _ = try await world.source.withSource { jira in
                         try await MigrationProducer(ledger: world.ledger, source: jira).start(
                             request, connection: connection)
