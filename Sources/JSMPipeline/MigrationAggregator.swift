@@ -421,6 +421,8 @@ public actor MigrationAggregator {
         case .alreadyAdvanced:
             if let migration = try await ledger.migration(migrationId) {
                 try await publish(migration, publisher)
+                // When this call cut the scope, the read starts once its batches are out; when
+                // another process did, it is under way already (above) and this changes nothing.
                 startReadingOutsideBatches(migrationId)
                 onProgress(migrationId, tallies[migrationId]?.batches.count ?? 0, try await batchCount(migrationId))
             }
