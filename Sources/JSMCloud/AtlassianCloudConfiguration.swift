@@ -19,6 +19,9 @@ public struct AtlassianCloudConfiguration: Sendable, CustomStringConvertible {
     public var retry: ThrottleRetryPolicy = ThrottleRetryPolicy()
     /// The largest answer body read; anything larger is an unexpected response.
     public var maxResponseBytes: Int = 1 << 20
+    /// A PEM file of the certificate authorities to trust for an https site instead of the
+    /// system's (a TLS-inspecting corporate proxy's CA, say); `nil` for the system's.
+    public var caCertificateFile: String?
 
     /// Describes a site; the other settings keep their defaults until changed.
     public init(baseURL: String, userEmail: String, apiToken: String) {
@@ -32,7 +35,8 @@ public struct AtlassianCloudConfiguration: Sendable, CustomStringConvertible {
     /// The settings without the token or the user's email.
     public var description: String {
         "AtlassianCloudConfiguration(baseURL: \(baseURL), maxConcurrentRequests: \(maxConcurrentRequests), "
-            + "connectTimeout: \(connectTimeout), requestTimeout: \(requestTimeout), retry: \(retry))"
+            + "connectTimeout: \(connectTimeout), requestTimeout: \(requestTimeout), retry: \(retry)"
+            + (caCertificateFile.map { ", caCertificateFile: \($0)" } ?? "") + ")"
     }
 }
 

@@ -7,8 +7,9 @@ import NIOCore
 import NIOHTTP1
 
 /// `site-benchmark`: drives account creations against a cloud site and prints creations per second
-/// from three clients (a `poll(2)` socket loop that leaves the cores to the site, a raw `HTTPClient`
-/// loop, and the REST adapter) and the adapter's overhead per call against the `HTTPClient` loop.
+/// from three clients (a `poll(2)` socket loop that leaves the cores to the site, a raw
+/// AsyncHTTPClient `HTTPClient` loop, and the REST adapter over its own NIO connection pool) and the
+/// adapter's overhead per call against the `HTTPClient` loop.
 ///
 /// The token comes from `JSM_SITE_TOKEN`, never the command line.
 @main
@@ -48,7 +49,7 @@ struct SiteBenchmark: AsyncParsableCommand {
         let runId = String(UUID().uuidString.prefix(8)).lowercased()
         let client = AtlassianCloudSite.makeHTTPClient(for: configuration)
         let raw = RawCreator(client: client, baseURL: configuration.baseURL, token: token)
-        let adapter = AtlassianCloudSite(configuration: configuration, httpClient: client)
+        let adapter = AtlassianCloudSite(configuration: configuration)
         do {
             // Warm up connections and the site's caches before timing anything.
             _ = try await drive(count: min(2_000, count), concurrency: concurrency) { index in
@@ -106,8 +107,10 @@ struct SiteBenchmark: AsyncParsableCommand {
             print(
                 "adapter counters: created \(metrics.accountsCreated), linked \(metrics.accountsLinked), "
                     + "throttled \(metrics.throttledResponses), failures \(metrics.failures)")
+            await adapter.shutdown()
             try await client.shutdown()
         } catch {
+            await adapter.shutdown()
             try? await client.shutdown()
             throw error
         }
