@@ -159,6 +159,8 @@ public struct SiteLocation: Sendable, CustomStringConvertible {
     public let siteId: String
     /// Concurrent requests per process.
     public var maxConcurrentRequests: Int
+    /// A PEM file of the authorities to trust for an https site instead of the system's.
+    public var caCertificateFile: String?
 
     /// Describes a site; `siteId` defaults to the URL's host and port.
     public init(
@@ -194,13 +196,14 @@ public struct SiteLocation: Sendable, CustomStringConvertible {
     public var configuration: AtlassianCloudConfiguration {
         var configuration = AtlassianCloudConfiguration(baseURL: baseURL, userEmail: userEmail, apiToken: apiToken)
         configuration.maxConcurrentRequests = maxConcurrentRequests
+        configuration.caCertificateFile = caCertificateFile
         return configuration
     }
 
     /// `site <id> at <url>`, without the token.
     public var description: String { "site \(siteId) at \(baseURL)" }
 
-    /// Runs `body` with an adapter for this site and shuts its HTTP client down afterwards.
+    /// Runs `body` with an adapter for this site and closes its connections afterwards.
     public func withSite<T: Sendable>(
         metrics: CloudSiteMetrics = CloudSiteMetrics(), logger: Logger = Logger(label: "jsm.cloud"),
         _ body: (AtlassianCloudSite) async throws -> T

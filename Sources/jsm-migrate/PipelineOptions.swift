@@ -63,18 +63,28 @@ struct SiteOptions: ParsableArguments {
     @Option(help: "Concurrent site requests per process.")
     var siteConcurrency = 64
 
+    @Option(
+        name: .customLong("site-ca-file"),
+        help: "PEM file of the certificate authorities to trust for an https site (default: the system's).")
+    var siteCAFile: String?
+
     func validate() throws {
         guard let url = URL(string: siteURL), let scheme = url.scheme, ["http", "https"].contains(scheme),
             url.host != nil
         else { throw ValidationError("--site-url must be an http or https URL, not '\(siteURL)'") }
         guard (1...1024).contains(siteConcurrency) else { throw ValidationError("--site-concurrency must be 1...1024") }
+        if let siteCAFile, !FileManager.default.isReadableFile(atPath: siteCAFile) {
+            throw ValidationError("--site-ca-file: cannot read '\(siteCAFile)'")
+        }
     }
 
     /// The site, with its token read now.
     func location(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SiteLocation {
-        SiteLocation(
+        var location = SiteLocation(
             baseURL: siteURL, userEmail: siteEmail,
             apiToken: try SiteLocation.readToken(file: siteTokenFile, environment: environment), siteId: siteId,
             maxConcurrentRequests: siteConcurrency)
+        location.caCertificateFile = siteCAFile
+        return location
     }
 }
