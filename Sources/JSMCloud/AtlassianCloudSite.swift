@@ -82,9 +82,7 @@ public final class AtlassianCloudSite: CloudSite {
         // client would still build a span and its attributes for every request.
         clientConfiguration.tracing.tracer = nil
         if let caFile = configuration.caCertificateFile {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .file(caFile)
-            clientConfiguration.tlsConfiguration = tls
+            clientConfiguration.tlsConfiguration = .siteClient(caCertificateFile: caFile)
         }
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }

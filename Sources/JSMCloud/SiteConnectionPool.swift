@@ -126,7 +126,6 @@ extension SiteEndpoint {
 /// once on a new connection when no byte of the answer had come; nothing else is retried here.
 final class SiteConnectionPool: Sendable {
     private let endpoint: SiteEndpoint?
-    private let baseURL: String
     private let group: any EventLoopGroup
     private let maxConnections: Int
     private let connectTimeout: TimeAmount
@@ -162,7 +161,6 @@ final class SiteConnectionPool: Sendable {
         baseURL: String, maxConnections: Int, connectTimeout: Duration, idleTimeout: Duration = .seconds(60),
         caCertificateFile: String? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        self.baseURL = baseURL
         self.endpoint = SiteEndpoint(baseURL: baseURL)
         self.group = group
         self.maxConnections = max(1, maxConnections)
@@ -171,10 +169,8 @@ final class SiteConnectionPool: Sendable {
         var sslContext: NIOSSLContext?
         var tlsSetupError: String?
         if endpoint?.useTLS == true {
-            var tls = TLSConfiguration.makeClientConfiguration()
-            if let caCertificateFile { tls.trustRoots = .file(caCertificateFile) }
             do {
-                sslContext = try NIOSSLContext(configuration: tls)
+                sslContext = try NIOSSLContext(configuration: .siteClient(caCertificateFile: caCertificateFile))
             } catch {
                 tlsSetupError = "cannot set up TLS (\(caCertificateFile.map { "CA file \($0): " } ?? "")\(error))"
             }
@@ -467,10 +463,6 @@ final class SiteExchangeHandler: ChannelDuplexHandler {
         context.fireChannelActive()
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        if !waitsForTLS, context.channel.isActive { ready.succeed() }
-    }
-
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent { ready.succeed() }
         context.fireUserInboundEventTriggered(event)
@@ -571,5 +563,15 @@ final class SiteExchangeHandler: ChannelDuplexHandler {
             return SiteTransportError(kind: .malformedAnswer, detail: "the answer is not valid HTTP/1.1 (\(error))")
         }
         return SiteTransportError(kind: .connectionClosed, detail: "the connection failed (\(error))")
+    }
+}
+
+extension TLSConfiguration {
+    /// A client configuration for the site: the system's trusted authorities, or those of
+    /// `caCertificateFile` (PEM) when given. Both the pool and the audit's `HTTPClient` use it.
+    static func siteClient(caCertificateFile: String?) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let caCertificateFile { configuration.trustRoots = .file(caCertificateFile) }
+        return configuration
     }
 }
